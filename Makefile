@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` (the demo site) and `make test` (the suite).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SIZE ?= medium
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast bench worker beat migrate seed retrain clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall only when the pins change.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/activate
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+# The demo site on SQLite, with eager tasks: no server needed.
+run: export DEBUG ?= 1
+run: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo --if-empty
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) bench/run.py --size $(SIZE)
+
+worker: $(VENV)/.installed
+	$(BIN)/celery -A bookstore worker --loglevel=INFO --concurrency=1
+
+beat: $(VENV)/.installed
+	$(BIN)/celery -A bookstore beat --loglevel=INFO
+
+clean:
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm staticfiles media bench/out

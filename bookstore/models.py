@@ -1,0 +1,156 @@
+"""The store's own tables: customers, books with their metadata, orders and page views."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Lower
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class User(AbstractUser):
+    """A customer (or a member of staff) of the store."""
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+        verbose_name = _("customer")
+        verbose_name_plural = _("customers")
+
+
+class Author(models.Model):
+    name = models.CharField(_("name"), max_length=200)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="author_name_unique_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Genre(models.Model):
+    name = models.CharField(_("name"), max_length=100)
+    slug = models.SlugField(_("slug"), max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="genre_name_unique_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BookFormat(models.TextChoices):
+    PRINTED = "printedbook", _("Printed book")
+    EBOOK = "ebook", _("E-book")
+    AUDIOBOOK = "audiobook", _("Audiobook")
+
+
+class BookQuerySet(models.QuerySet):
+    def available(self) -> BookQuerySet:
+        return self.filter(available=True)
+
+    def for_listing(self) -> BookQuerySet:
+        return self.select_related("author").prefetch_related("genres")
+
+
+class Book(models.Model):
+    # The shop's own product id, as in its exports (the `product` column).
+    product = models.CharField(_("product id"), max_length=64, unique=True)
+    title = models.CharField(_("title"), max_length=300, blank=True)
+    author = models.ForeignKey(
+        Author, on_delete=models.PROTECT, null=True, blank=True, related_name="books", verbose_name=_("author")
+    )
+    genres = models.ManyToManyField(Genre, blank=True, related_name="books", verbose_name=_("genres"))
+    # Free text with suggested choices: legacy exports carry formats we do not know yet.
+    format = models.CharField(_("format"), max_length=32, choices=BookFormat.choices, blank=True)
+    price = models.DecimalField(_("price"), max_digits=10, decimal_places=2, null=True, blank=True)
+    publication_date = models.DateField(_("publication date"), null=True, blank=True)
+    available = models.BooleanField(_("available"), default=True, db_index=True)
+    created = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+
+    objects = BookQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["title", "product"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gte=0) | Q(price__isnull=True), name="book_price_not_negative"),
+            models.CheckConstraint(condition=~Q(product=""), name="book_product_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"#{self.product}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("book_detail", args=[self.product])
+
+
+class Order(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orders", verbose_name=_("customer")
+    )
+    created = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["user", "created"])]
+
+    def __str__(self) -> str:
+        return f"Order #{self.pk}"
+
+    @property
+    def total(self):
+        return sum((line.subtotal for line in self.lines.all()), start=0)
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines", verbose_name=_("order"))
+    book = models.ForeignKey(Book, on_delete=models.PROTECT, related_name="order_lines", verbose_name=_("book"))
+    quantity = models.PositiveIntegerField(_("quantity"), default=1)
+    unit_price = models.DecimalField(_("unit price"), max_digits=10, decimal_places=2, default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="orderline_quantity_positive"),
+            models.CheckConstraint(condition=Q(unit_price__gte=0), name="orderline_unit_price_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.book}"
+
+    @property
+    def subtotal(self):
+        return self.quantity * self.unit_price
+
+
+class Access(models.Model):
+    """Page views of one book by one customer: a count, and when they were first and last seen."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="accesses", verbose_name=_("customer")
+    )
+    book = models.ForeignKey(Book, on_delete=models.CASCADE, related_name="accesses", verbose_name=_("book"))
+    count = models.PositiveIntegerField(_("views"), default=1)
+    first_seen = models.DateTimeField(_("first seen"), default=timezone.now)
+    last_seen = models.DateTimeField(_("last seen"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("page view")
+        verbose_name_plural = _("page views")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "book"], name="access_one_row_per_user_book"),
+            models.CheckConstraint(condition=Q(count__gte=1), name="access_count_positive"),
+            models.CheckConstraint(condition=Q(last_seen__gte=F("first_seen")), name="access_seen_in_order"),
+        ]
+        indexes = [models.Index(fields=["book"], name="access_book_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user} viewed {self.book} ×{self.count}"

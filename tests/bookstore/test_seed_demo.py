@@ -1,0 +1,103 @@
+"""seed_demo: deterministic for a seed, and shaped like a real store."""
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from io import StringIO
+
+import pytest
+from django.contrib.auth import authenticate, get_user_model
+from django.core.management import CommandError, call_command
+
+from bookstore.models import Access, Book, Order, OrderLine
+
+pytestmark = pytest.mark.django_db
+
+SMALL = ["--users", "120", "--books", "80", "--interactions", "3000", "--until", "2026-06-30"]
+
+
+def seed(*args: str) -> str:
+    out = StringIO()
+    call_command("seed_demo", *SMALL, *args, stdout=out)
+    return out.getvalue()
+
+
+def snapshot() -> dict:
+    """Everything seed_demo writes, by natural keys (database ids may differ)."""
+    books = sorted(
+        (b.product, b.title, b.author.name, tuple(sorted(g.name for g in b.genres.all())), str(b.price),
+         b.format, b.publication_date, b.created, b.available)
+        for b in Book.objects.select_related("author").prefetch_related("genres")
+    )  # fmt: skip
+    users = sorted(get_user_model().objects.values_list("username", "first_name", "last_name", "date_joined"))
+    views = sorted(
+        Access.objects.values_list("user__username", "book__product", "count", "first_seen", "last_seen")
+    )
+    lines = sorted(
+        OrderLine.objects.values_list("order__user__username", "order__created", "book__product", "quantity", "unit_price")
+    )
+    return {"books": books, "users": users, "views": views, "lines": lines}
+
+
+def test_same_seed_same_store():
+    seed("--seed", "7")
+    first = snapshot()
+    seed("--seed", "7", "--flush")
+    assert snapshot() == first
+    seed("--seed", "8", "--flush")
+    other = snapshot()
+    assert other["views"] != first["views"] and other["books"] != first["books"]
+
+
+def test_refuses_to_mix_with_existing_data_and_if_empty_skips():
+    seed()
+    with pytest.raises(CommandError, match="--flush"):
+        seed()
+    books = Book.objects.count()
+    assert "nothing to seed" in seed("--if-empty")
+    assert Book.objects.count() == books
+
+
+def test_prints_working_demo_logins():
+    out = seed()
+    assert "demo / demo-reader" in out and "staff / staff-admin" in out
+    demo = authenticate(username="demo", password="demo-reader")
+    staff = authenticate(username="staff", password="staff-admin")
+    assert demo is not None and not demo.is_staff
+    assert staff is not None and staff.is_staff and staff.is_superuser
+    assert demo.accesses.count() >= 5, "the demo customer has a history to recommend from"
+    others = get_user_model().objects.exclude(username__in=["demo", "staff"])
+    assert not any(u.has_usable_password() for u in others[:20])
+
+
+def test_shaped_like_a_bookstore():
+    call_command(
+        "seed_demo", "--users", "400", "--books", "300", "--interactions", "12000", "--until", "2026-06-30",
+        stdout=StringIO(),
+    )  # fmt: skip
+    views, lines = Access.objects.count(), OrderLine.objects.count()
+    assert 9000 <= views + lines <= 14000, "about --interactions rows"
+    assert views > 5 * lines > 0, "views are far more common than purchases"
+
+    viewed = set(Access.objects.values_list("user_id", "book_id"))
+    bought = list(OrderLine.objects.values_list("order__user_id", "book_id"))
+    assert sum(pair in viewed for pair in bought) / len(bought) > 0.85, "purchases are mostly of viewed books"
+
+    until = datetime(2026, 6, 30, tzinfo=timezone.utc)
+    first = Access.objects.order_by("first_seen").values_list("first_seen", flat=True).first()
+    last = Order.objects.order_by("-created").values_list("created", flat=True).first()
+    assert until - timedelta(days=366) <= first and last <= until
+
+    # Long tails: the top 10 % of books get a large share of the views.
+    per_book = sorted(Counter(Access.objects.values_list("book_id", flat=True)).values(), reverse=True)
+    assert sum(per_book[: len(per_book) // 10]) > 0.3 * sum(per_book)
+
+    # Hidden tastes: a typical customer's views concentrate in few genres.
+    shares = []
+    for user in get_user_model().objects.filter(accesses__isnull=False).distinct()[:100]:
+        genres = Counter(
+            Access.objects.filter(user=user).values_list("book__genres__name", flat=True)
+        )
+        total = sum(genres.values())
+        if total >= 10:
+            shares.append(max(genres.values()) / total)
+    assert shares and sorted(shares)[len(shares) // 2] > 0.3

@@ -1,0 +1,44 @@
+"""Shared fixtures: factories, and access to the real services of the production path.
+
+A test that needs a service skips when the service is absent, unless ``CI`` is set: then it
+fails, so that a CI run cannot pass by skipping what it was meant to prove.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def missing_service(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres(db):
+    """The test database, when it is PostgreSQL (the production path)."""
+    if connection.vendor != "postgresql":
+        missing_service("needs PostgreSQL: set DATABASE_URL=postgres://… (the production path)")
+    return connection
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis of the production path, answering."""
+    url = settings.REDIS_URL
+    if not url:
+        missing_service("needs Redis: set REDIS_URL=redis://… (the production path)")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        missing_service(f"Redis at {url} does not answer: {exc}")
+    return url

@@ -1,0 +1,22 @@
+"""Test settings: the project's settings as the environment makes them, plus speed-ups.
+
+The default path (no ``DATABASE_URL``, no ``REDIS_URL``) is SQLite and eager tasks; the
+production path is whatever ``DATABASE_URL`` and ``REDIS_URL`` name.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-use-0123456789")
+
+from bookstore.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+MEDIA_ROOT = os.environ.get("TEST_MEDIA_ROOT", "/tmp/bookstore-test-media")
+STORAGES["default"] = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}}
+if CACHES["default"]["BACKEND"].endswith("RedisCache"):  # noqa: F405
+    # Keep test keys apart from a running site's.
+    CACHES["default"]["KEY_PREFIX"] = "bookstore-tests"  # noqa: F405

@@ -186,7 +186,7 @@ class DemoStore:
             elif form == 1:
                 title = f"{n} of {TITLE_NOUNS[rng.integers(len(TITLE_NOUNS))]}s"
             elif form == 2:
-                title = f"A {a} {n}"
+                title = f"{'An' if a[0] in 'AEIOU' else 'A'} {a} {n}"
             elif form == 3:
                 title = f"The {n} at {TITLE_ADJECTIVES[rng.integers(len(TITLE_ADJECTIVES))]} {TITLE_NOUNS[rng.integers(len(TITLE_NOUNS))]}"
             else:

@@ -224,3 +224,41 @@ LOGGING = {
         "recommendations": {"level": os.environ.get("LOG_LEVEL", "INFO")},
     },
 }
+
+# Recommendations ------------------------------------------------------------------------
+# The reusable app reads the store through this one setting; see docs/configuration.md.
+RECOMMENDATIONS = {
+    "ITEM_MODEL": "bookstore.Book",
+    "ITEM_KEY": "product",
+    "ITEM_FILTER": {"available": True},
+    "ITEM_SELECT_RELATED": ["author"],
+    "ITEM_FEATURES": {
+        "author": "category",
+        "genres": "tags",
+        "format": "category",
+        "price": "number",
+        "publication_date": "year",
+    },
+    "SOURCES": [
+        {
+            "name": "purchases",
+            "model": "bookstore.OrderLine",
+            "user": "order__user",
+            "item": "book",
+            "weight": "quantity",
+            "timestamp": "order__created",
+            "scale": 1.0,
+            "exclude": True,  # never recommend a book the customer bought
+        },
+        {
+            "name": "views",
+            "model": "bookstore.Access",
+            "user": "user",
+            "item": "book",
+            "weight": "count",
+            "timestamp": "first_seen",
+            "scale": 0.3,
+        },
+    ],
+    "LIGHTFM": {"num_threads": int(os.environ.get("RECOMMENDATIONS_THREADS", "1"))},
+}

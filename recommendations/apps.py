@@ -1,4 +1,4 @@
-"""The app's configuration."""
+"""The app's configuration: registers the system checks."""
 
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
@@ -8,3 +8,6 @@ class RecommendationsConfig(AppConfig):
     name = "recommendations"
     verbose_name = _("Recommendations")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the checks)

@@ -14,6 +14,10 @@ from django.db import connection
 
 IN_CI = bool(os.environ.get("CI"))
 
+# tests/otherhost/ is a second host project with its own settings; tests/test_other_host.py
+# runs it in a process of its own.
+collect_ignore = [] if os.environ.get("DJANGO_SETTINGS_MODULE") == "tests.otherhost.settings" else ["otherhost"]
+
 
 def missing_service(reason: str) -> None:
     if IN_CI:

@@ -1,0 +1,150 @@
+"""The ``RECOMMENDATIONS`` setting: visible defaults, merged with the host's values.
+
+Read values as attributes of ``app_settings``::
+
+    from recommendations.conf import app_settings
+    app_settings.LIST_SIZE
+
+Nested dicts (``LIGHTFM``, ``EVALUATION``) are merged key by key with their defaults, so a
+host sets only what it changes.  The object reloads when the setting changes
+(``override_settings`` in tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+DEFAULTS: dict[str, Any] = {
+    # What is recommended -------------------------------------------------------------------
+    # "app_label.ModelName" of the items (books).  Required.
+    "ITEM_MODEL": None,
+    # The field that names an item outside the database (exports, JSON): the shop's product id.
+    "ITEM_KEY": "pk",
+    # Lookups an item must match to be recommended (applied when training and when reading).
+    "ITEM_FILTER": {},
+    # Relations loaded with the items in the same query when rendering, e.g. ["author"].
+    "ITEM_SELECT_RELATED": [],
+    # Item fields used as features: field path -> kind.  Kinds: "category" (a foreign key or
+    # a choice), "tags" (a many-to-many), "number" (quantile buckets), "year" (of a date,
+    # in quantile buckets).
+    "ITEM_FEATURES": {},
+    "NUMBER_BUCKETS": 5,
+    # Optional attributes of the user model used as user features (same kinds).
+    "USER_FEATURES": {},
+    # Interactions --------------------------------------------------------------------------
+    # Each source: {"name", "model", "user" (path to the user), "item" (path to the item),
+    #  "weight" (a number field, or None for 1), "timestamp" (a datetime field or None),
+    #  "scale" (weight multiplier), "transform" ("log1p": log2(1 + w), or "linear"),
+    #  "exclude" (never recommend what a user has here, e.g. what they bought),
+    #  "filter" (lookups to apply)}.
+    "SOURCES": [],
+    # Swappable: a class with the interface of recommendations.sources.ModelSource.
+    "SOURCE_CLASS": "recommendations.sources.ModelSource",
+    # Lists ---------------------------------------------------------------------------------
+    "LIST_SIZE": 20,  # stored per customer
+    "SIMILAR_SIZE": 12,  # stored per item
+    "POPULAR_SIZE": 50,
+    "POPULAR_RECENT_DAYS": 30,
+    # LightFM hyper-parameters ----------------------------------------------------------------
+    "LIGHTFM": {
+        "loss": "warp",
+        "no_components": 32,
+        "learning_rate": 0.05,
+        "item_alpha": 1e-6,
+        "user_alpha": 1e-6,
+        "max_sampled": 10,
+        "epochs": 30,
+        # Hogwild threads.  1 is reproducible; more is not always faster (contention).
+        "num_threads": 1,
+        "random_state": 42,
+    },
+    # Evaluation on a time holdout --------------------------------------------------------------
+    "EVALUATION": {
+        "enabled": True,
+        "k": 10,
+        "holdout": 0.2,  # the most recent share of each customer's interactions
+        "min_interactions": 3,  # customers with fewer are not held out
+        "max_users": 10000,  # evaluate on a sample of at most this many customers
+        "min_users": 10,  # fewer evaluable customers: train without evaluation
+        "metric": "precision",  # precision, recall, ndcg or auc, at k
+        "checkpoints": [1 / 3, 2 / 3, 1.0],  # epoch counts tried, as shares of "epochs"
+    },
+    # The configurations the holdout chooses from (the first one is used without evaluation).
+    # Keys: name, item_metadata, history_features, source_scales {source: scale}, hyper {...}.
+    "CANDIDATES": [
+        {"name": "hybrid"},
+        {"name": "hybrid + history", "history_features": True},
+        {"name": "collaborative", "item_metadata": False},
+        {"name": "hybrid, sources weighted equally", "source_scales": "equal"},
+    ],
+    # Each customer's history features keep their strongest this many affinities.
+    "MAX_HISTORY_FEATURES": 20,
+    # Storage and operation -----------------------------------------------------------------
+    "KEEP_RUNS": 3,  # runs whose rows and artifacts are kept (the live one included)
+    "ARTIFACT_STORAGE": "default",  # a key of STORAGES
+    "ARTIFACT_DIR": "recommendations",
+    "CHUNK_SIZE": 20000,  # rows per database fetch
+    "SCORE_BATCH": 2048,  # customers per matrix product
+    "WRITE_BATCH": 5000,  # rows per bulk insert (PostgreSQL uses COPY)
+    "CACHE_ALIAS": "default",
+    "CACHE_TIMEOUT": 3600,
+}
+
+NESTED = ("LIGHTFM", "EVALUATION")
+IMPORT_STRINGS = ("SOURCE_CLASS",)
+
+
+class AppSettings:
+    def __init__(self, user_settings: dict | None = None) -> None:
+        self._user = user_settings
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict:
+        if self._user is None:
+            self._user = getattr(settings, "RECOMMENDATIONS", {}) or {}
+        return self._user
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in DEFAULTS:
+            raise AttributeError(f"Invalid RECOMMENDATIONS setting: {name!r}")
+        if name in self._cache:
+            return self._cache[name]
+        value = self.user_settings.get(name, DEFAULTS[name])
+        if name in NESTED:
+            value = {**DEFAULTS[name], **(value or {})}
+        if name in IMPORT_STRINGS and isinstance(value, str):
+            try:
+                value = import_string(value)
+            except ImportError as exc:
+                raise ImproperlyConfigured(f"RECOMMENDATIONS[{name!r}] = {value!r} cannot be imported: {exc}") from exc
+        self._cache[name] = value
+        return value
+
+    def reload(self) -> None:
+        self._user = None
+        self._cache.clear()
+
+
+app_settings = AppSettings()
+
+
+def _reload(*, setting: str, **kwargs) -> None:
+    if setting == "RECOMMENDATIONS":
+        app_settings.reload()
+
+
+setting_changed.connect(_reload)
+
+
+def item_model_label() -> str:
+    """The item model's label, for the app's models and migrations (``"shop.Product"``)."""
+    label = (getattr(settings, "RECOMMENDATIONS", {}) or {}).get("ITEM_MODEL")
+    if not label:
+        raise ImproperlyConfigured('Set RECOMMENDATIONS["ITEM_MODEL"] to the items\' model, e.g. "bookstore.Book".')
+    return label

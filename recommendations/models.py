@@ -1,0 +1,170 @@
+"""The app's tables: training runs and the lists each run produced.
+
+Every list row belongs to a run; exactly one successful run is live at a time (a partial
+unique index), and readers only ever read the live run's rows, so switching runs is one
+``UPDATE`` of two ``TrainingRun`` rows inside a transaction.
+
+The item foreign keys point at ``RECOMMENDATIONS["ITEM_MODEL"]``, resolved from settings
+when the app loads (the migration reads the same setting, as Django's own migrations do
+for ``AUTH_USER_MODEL``).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from .conf import item_model_label
+from .querysets import RecommendationQuerySet, SimilarItemQuerySet, TrainingRunQuerySet
+
+
+class TrainingRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+        TIMED_OUT = "timed_out", _("timed out")
+        NOT_ENOUGH_DATA = "not_enough_data", _("not enough data")
+
+    class Decision(models.TextChoices):
+        MODEL = "model", _("model")
+        MODEL_UNEVALUATED = "model (not evaluated)", _("model (not evaluated)")
+        POPULARITY = "popularity", _("popularity (no candidate beat it)")
+
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    stage = models.CharField(_("stage"), max_length=20, blank=True)
+    progress = models.FloatField(_("progress"), default=0.0)
+    trigger = models.CharField(_("requested from"), max_length=20, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    task_id = models.CharField(_("task id"), max_length=64, blank=True)
+    created = models.DateTimeField(_("requested"), auto_now_add=True)
+    started = models.DateTimeField(_("started"), null=True, blank=True)
+    finished = models.DateTimeField(_("finished"), null=True, blank=True)
+    heartbeat = models.DateTimeField(_("last sign of life"), null=True, blank=True)
+    is_live = models.BooleanField(_("live"), default=False)
+    published = models.DateTimeField(_("went live"), null=True, blank=True)
+    pruned = models.BooleanField(_("rows pruned"), default=False)
+    decision = models.CharField(_("decision"), max_length=32, choices=Decision.choices, blank=True)
+    data_until = models.DateTimeField(_("latest interaction"), null=True, blank=True)
+    counts = models.JSONField(_("counts"), default=dict, blank=True)
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    metrics = models.JSONField(_("metrics"), default=dict, blank=True)
+    stage_seconds = models.JSONField(_("seconds per stage"), default=dict, blank=True)
+    artifact = models.CharField(_("model artifact"), max_length=255, blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    objects = TrainingRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        get_latest_by = "created"
+        verbose_name = _("training run")
+        verbose_name_plural = _("training runs")
+        constraints = [
+            models.UniqueConstraint(fields=["is_live"], condition=Q(is_live=True), name="recommendations_one_live_run"),
+        ]
+        permissions = [("retrain", _("Can start a retrain of the recommendations"))]
+
+    def __str__(self) -> str:
+        return f"Run #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def duration(self) -> float | None:
+        if self.started and self.finished:
+            return (self.finished - self.started).total_seconds()
+        return None
+
+    def metric(self, who: str, name: str | None = None) -> float | None:
+        """A metric of ``who`` ("model" or "popularity"), default precision@k."""
+        k = self.metrics.get("k", 10)
+        return (self.metrics.get(who) or {}).get(name or f"precision@{k}")
+
+    def as_json(self) -> dict:
+        return {
+            "id": self.pk,
+            "status": self.status,
+            "decision": self.decision,
+            "live": self.is_live,
+            "error": self.error,
+            "created": self.created.isoformat() if self.created else None,
+            "started": self.started.isoformat() if self.started else None,
+            "finished": self.finished.isoformat() if self.finished else None,
+            "counts": self.counts,
+            "hyperparameters": self.params.get("lightfm", {}),
+            "candidate": self.params.get("candidate"),
+            "seconds": self.stage_seconds,
+            "metrics": self.metrics,
+        }
+
+
+class ListKind(models.TextChoices):
+    PERSONAL = "personal", _("for a customer")
+    POPULAR = "popular", _("popular")
+    RECENT = "recent", _("popular lately")
+
+
+class Recommendation(models.Model):
+    """One item in a list: a customer's (``user`` set) or a popular list (``user`` empty)."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    item = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=ListKind.choices, default=ListKind.PERSONAL)
+    rank = models.PositiveIntegerField()
+    score = models.FloatField()
+
+    objects = RecommendationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["run", "user", "rank"]
+        verbose_name = _("recommendation")
+        verbose_name_plural = _("recommendations")
+        indexes = [
+            models.Index(fields=["user", "run", "rank"], name="rec_user_run_rank"),
+            models.Index(fields=["run", "kind", "rank"], name="rec_run_kind_rank"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} {self.item_id} for {self.user_id or self.kind}"
+
+
+class PopularManager(models.Manager.from_queryset(RecommendationQuerySet)):
+    def get_queryset(self):
+        return super().get_queryset().filter(user__isnull=True)
+
+
+class PopularItem(Recommendation):
+    """The popular lists: recommendations for nobody in particular (same table)."""
+
+    objects = PopularManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = _("popular item")
+        verbose_name_plural = _("popular items")
+
+
+class SimilarItem(models.Model):
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+")
+    similar = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+")
+    rank = models.PositiveIntegerField()
+    score = models.FloatField()
+
+    objects = SimilarItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["run", "item", "rank"]
+        verbose_name = _("similar item")
+        verbose_name_plural = _("similar items")
+        indexes = [models.Index(fields=["item", "run", "rank"], name="sim_item_run_rank")]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} {self.similar_id} like {self.item_id}"

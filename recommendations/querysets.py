@@ -1,0 +1,102 @@
+"""The one read path: the live run's lists, filtered as the settings say, in one query."""
+
+from __future__ import annotations
+
+from django.apps import apps
+from django.db import models
+from django.db.models import Exists, F, OuterRef, Q
+
+from .conf import app_settings
+
+
+def _prefixed(lookups: dict, prefix: str) -> dict:
+    return {f"{prefix}__{key}": value for key, value in lookups.items()}
+
+
+def _related(prefix: str) -> list[str]:
+    return [prefix, *(f"{prefix}__{path}" for path in app_settings.ITEM_SELECT_RELATED)]
+
+
+def owned_items(user_pk, item_ref: str) -> list[Exists]:
+    """``Exists`` subqueries: the item is one the user must not be offered (e.g. bought it).
+
+    One per source marked ``"exclude"``; this is how books bought after a run are left
+    out at read time, without waiting for the next run.
+    """
+    checks = []
+    for source in app_settings.SOURCES:
+        if not source.get("exclude"):
+            continue
+        model = apps.get_model(source["model"])
+        owned = model._default_manager.filter(**{source["user"]: user_pk, source["item"]: OuterRef(item_ref)})
+        if source.get("filter"):
+            owned = owned.filter(**source["filter"])
+        checks.append(Exists(owned))
+    return checks
+
+
+class TrainingRunQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(is_live=True)
+
+    def active(self):
+        return self.filter(status__in=["queued", "running"])
+
+    def finished(self):
+        return self.exclude(status__in=["queued", "running"])
+
+
+class RecommendationQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(run__is_live=True)
+
+    def popular(self, kind: str = "popular"):
+        """The live popular list (``"popular"`` overall, ``"recent"`` lately)."""
+        return (
+            self.live()
+            .filter(user__isnull=True, kind=kind, **_prefixed(app_settings.ITEM_FILTER, "item"))
+            .select_related(*_related("item"))
+            .order_by("rank")
+        )
+
+    def for_user(self, user):
+        """The user's live list, then the popular list as a fallback, in one query.
+
+        Personal rows come first; items the user owns (sources with ``"exclude"``) and items
+        that no longer pass ``ITEM_FILTER`` are left out.  Anonymous users get the popular
+        list.  Use ``.top(n)`` to read it.
+        """
+        qs = self.live().filter(**_prefixed(app_settings.ITEM_FILTER, "item")).select_related(*_related("item"))
+        popular = Q(user__isnull=True, kind="popular")
+        if user is None or not getattr(user, "is_authenticated", False):
+            return qs.filter(popular).order_by("rank")
+        qs = qs.filter(Q(user_id=user.pk) | popular)
+        for owned in owned_items(user.pk, "item_id"):
+            qs = qs.exclude(owned)
+        return qs.order_by(F("user_id").asc(nulls_last=True), "rank")
+
+    def top(self, n: int) -> list:
+        """The first ``n`` rows, without repeating an item (popular rows top up a short list)."""
+        seen, result = set(), []
+        for row in self[: 2 * n]:
+            if row.item_id not in seen:
+                seen.add(row.item_id)
+                result.append(row)
+                if len(result) == n:
+                    break
+        return result
+
+
+class SimilarItemQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(run__is_live=True)
+
+    def for_item(self, item):
+        """Items like ``item`` in the live run, best first."""
+        pk = getattr(item, "pk", item)
+        return (
+            self.live()
+            .filter(item_id=pk, **_prefixed(app_settings.ITEM_FILTER, "similar"))
+            .select_related(*_related("similar"))
+            .order_by("rank")
+        )

@@ -1,0 +1,269 @@
+"""Writing a run's lists and switching the run live; the model artifact; pruning old runs."""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+from collections.abc import Iterable
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .conf import app_settings
+from .models import ListKind, Recommendation, SimilarItem, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+PG_TRAILER = struct.pack(">h", -1)
+
+
+class PublishConflict(RuntimeError):
+    """The run cannot go live (it is not the newest finished run, or already failed)."""
+
+
+def _column(model, name: str):
+    fld = model._meta.get_field(name)
+    return fld.column, (fld.target_field if fld.is_relation else fld)
+
+
+def _binary_type(fld, value) -> str | None:
+    """numpy dtype of a column in PostgreSQL's binary COPY format, or None if not supported.
+
+    Fixed-size numbers, NULL, and one constant string for all rows are supported.
+    """
+    if value is None:
+        return "null"
+    db_type = (fld.rel_db_type(connection) if fld.is_relation or fld.primary_key else fld.db_type(connection)) or ""
+    db_type = db_type.split("(")[0].strip().lower()
+    if isinstance(value, str):
+        return f"S{len(value.encode())}" if db_type in {"varchar", "text", "character varying"} else None
+    return {"bigint": ">i8", "integer": ">i4", "smallint": ">i2", "double precision": ">f8"}.get(db_type)
+
+
+def _pg_binary_block(columns: list[tuple[str, object, str]], n: int) -> bytes:
+    """Rows in PostgreSQL's binary COPY format, built with numpy (no per-row Python).
+
+    ``columns`` holds (name, values, dtype): an array, a constant, or None for SQL NULL.
+    psycopg's ``write_row`` goes through Python once per row, and text COPY needs every
+    number formatted in Python; a numpy structured array of fixed-size fields is written in
+    one go, which is why this is written by hand.
+    """
+    fields: list[tuple[str, str]] = [("nfields", ">i2")]
+    for name, _, dtype in columns:
+        fields.append((f"{name}_len", ">i4"))
+        if dtype != "null":
+            fields.append((name, dtype))
+    rows = np.empty(n, dtype=np.dtype(fields))
+    rows["nfields"] = len(columns)
+    for name, values, dtype in columns:
+        if dtype == "null":
+            rows[f"{name}_len"] = -1
+            continue
+        rows[f"{name}_len"] = np.dtype(dtype).itemsize
+        rows[name] = values.encode() if isinstance(values, str) else values
+    return rows.tobytes()
+
+
+def write_rows(model, data: dict[str, object], n: int) -> int:
+    """Insert ``n`` rows into ``model``'s table, column by column from arrays or constants.
+
+    PostgreSQL: binary ``COPY`` (text COPY for columns it cannot encode); other databases:
+    ``executemany`` in ``WRITE_BATCH`` batches.  Runs inside the caller's transaction.
+    """
+    if n == 0:
+        return 0
+    names = list(data)
+    cols = [_column(model, name) for name in names]
+    table = connection.ops.quote_name(model._meta.db_table)
+    col_sql = ", ".join(connection.ops.quote_name(c) for c, _ in cols)
+    batch = max(1, app_settings.WRITE_BATCH)
+    if connection.vendor == "postgresql":
+        types = [_binary_type(f, data[name]) for name, (_, f) in zip(names, cols, strict=True)]
+        binary = all(t is not None for t in types)
+        with connection.cursor() as cursor:
+            fmt = " WITH (FORMAT binary)" if binary else ""
+            with cursor.cursor.copy(f"COPY {table} ({col_sql}) FROM STDIN{fmt}") as copy:
+                if binary:
+                    copy.write(PG_HEADER)
+                step = max(batch, 100_000)
+                for start in range(0, n, step):
+                    stop = min(start + step, n)
+                    if binary:
+                        block = [
+                            (name, data[name] if np.ndim(data[name]) == 0 else data[name][start:stop], t)
+                            for name, t in zip(names, types, strict=True)
+                        ]
+                        copy.write(_pg_binary_block(block, stop - start))
+                    else:
+                        for row in _rows(data, names, start, stop):
+                            copy.write_row(row)
+                if binary:
+                    copy.write(PG_TRAILER)
+        return n
+    placeholders = ", ".join(["%s"] * len(names))
+    sql = f"INSERT INTO {table} ({col_sql}) VALUES ({placeholders})"
+    with connection.cursor() as cursor:
+        for start in range(0, n, batch):
+            cursor.executemany(sql, list(_rows(data, names, start, min(start + batch, n))))
+    return n
+
+
+def _rows(data: dict, names: list[str], start: int, stop: int) -> Iterable[tuple]:
+    cols = [
+        [data[name]] * (stop - start) if np.ndim(data[name]) == 0 else data[name][start:stop].tolist()
+        for name in names
+    ]
+    return zip(*cols, strict=True)
+
+
+def store_personal(
+    run: TrainingRun, user_keys: np.ndarray, item_keys: np.ndarray, scores: np.ndarray, valid: np.ndarray
+) -> int:
+    """Customers' lists: ``item_keys[i]`` (best first; ``valid`` marks real entries) for ``user_keys[i]``."""
+    n_users, k = item_keys.shape
+    rank = np.broadcast_to(np.arange(1, k + 1), (n_users, k))[valid]
+    users = np.broadcast_to(user_keys[:, None], (n_users, k))[valid]
+    return write_rows(
+        Recommendation,
+        {
+            "run": run.pk,
+            "user": users,
+            "item": item_keys[valid],
+            "kind": ListKind.PERSONAL.value,
+            "rank": rank.astype(np.int64),
+            "score": scores[valid].astype(np.float64),
+        },
+        int(valid.sum()),
+    )
+
+
+def store_popular(run: TrainingRun, kind: str, item_keys: np.ndarray, scores: np.ndarray) -> int:
+    n = len(item_keys)
+    return write_rows(
+        Recommendation,
+        {
+            "run": run.pk,
+            "user": None,
+            "item": np.asarray(item_keys),
+            "kind": kind,
+            "rank": np.arange(1, n + 1, dtype=np.int64),
+            "score": np.asarray(scores, dtype=np.float64),
+        },
+        n,
+    )
+
+
+def store_similar(
+    run: TrainingRun, item_keys: np.ndarray, similar_keys: np.ndarray, scores: np.ndarray, valid: np.ndarray
+) -> int:
+    n, k = similar_keys.shape
+    return write_rows(
+        SimilarItem,
+        {
+            "run": run.pk,
+            "item": np.broadcast_to(item_keys[:, None], (n, k))[valid],
+            "similar": similar_keys[valid],
+            "rank": np.broadcast_to(np.arange(1, k + 1), (n, k))[valid].astype(np.int64),
+            "score": scores[valid].astype(np.float64),
+        },
+        int(valid.sum()),
+    )
+
+
+def publish(run: TrainingRun) -> None:
+    """Make ``run`` the live run, inside the caller's transaction.
+
+    Rows are locked first (``SELECT … FOR UPDATE`` on PostgreSQL): a run that was marked
+    failed meanwhile (say, by the stale-run check while its worker was thought dead) does
+    not go live, and two publishers cannot interleave.
+    """
+    locked = TrainingRun.objects.select_for_update().filter(pk=run.pk).first()
+    if locked is None or locked.status not in (TrainingRun.Status.RUNNING, TrainingRun.Status.SUCCEEDED):
+        raise PublishConflict(f"Run #{run.pk} is {locked.status if locked else 'gone'}; not publishing it.")
+    live = list(TrainingRun.objects.select_for_update().filter(is_live=True).values_list("pk", "created"))
+    if live and live[0][0] != run.pk and live[0][1] > locked.created:
+        raise PublishConflict(f"Run #{live[0][0]}, requested after run #{run.pk}, is already live.")
+    now = timezone.now()
+    TrainingRun.objects.filter(is_live=True).exclude(pk=run.pk).update(is_live=False)
+    TrainingRun.objects.filter(pk=run.pk).update(is_live=True, published=now)
+    run.is_live, run.published = True, now
+
+
+def prune(keep: int | None = None) -> list[int]:
+    """Delete the lists and artifacts of all but the newest ``keep`` successful runs (never the
+    live one); the runs themselves stay, for their history and metrics."""
+    keep = app_settings.KEEP_RUNS if keep is None else keep
+    kept = set(
+        TrainingRun.objects.filter(status=TrainingRun.Status.SUCCEEDED)
+        .order_by("-created", "-id")
+        .values_list("pk", flat=True)[: max(keep, 1)]
+    )
+    kept |= set(TrainingRun.objects.live().values_list("pk", flat=True))
+    old = list(
+        TrainingRun.objects.filter(pruned=False).exclude(pk__in=kept).finished().values_list("pk", "artifact")
+    )
+    if not old:
+        return []
+    ids = [pk for pk, _ in old]
+    # Fast DELETE … WHERE run_id IN (…): these tables have no dependants or signals.
+    Recommendation.objects.filter(run_id__in=ids).delete()
+    SimilarItem.objects.filter(run_id__in=ids).delete()
+    for _, name in old:
+        delete_artifact(name)
+    TrainingRun.objects.filter(pk__in=ids).update(pruned=True, artifact="")
+    return ids
+
+
+def discard_rows(run: TrainingRun) -> None:
+    """Remove whatever a failed run managed to write (it was never live)."""
+    with transaction.atomic():
+        Recommendation.objects.filter(run=run).delete()
+        SimilarItem.objects.filter(run=run).delete()
+
+
+# -- artifacts ---------------------------------------------------------------------------------
+def _storage():
+    return storages[app_settings.ARTIFACT_STORAGE]
+
+
+def save_artifact(run: TrainingRun, arrays: dict[str, np.ndarray]) -> str:
+    """Save arrays as a compressed ``.npz`` (no pickled objects) through Django's storage API."""
+    for key, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise TypeError(f"artifact array {key!r} has dtype object, which would need pickle")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    name = f"{app_settings.ARTIFACT_DIR.rstrip('/')}/run-{run.pk}.npz"
+    storage = _storage()
+    if storage.exists(name):
+        storage.delete(name)
+    return storage.save(name, ContentFile(buffer.getvalue()))
+
+
+def load_artifact(name: str) -> dict[str, np.ndarray] | None:
+    """The arrays of an artifact, or ``None`` when it is missing or does not load.
+
+    ``allow_pickle=False``: a stored file is never trusted to run code.
+    """
+    if not name:
+        return None
+    try:
+        with _storage().open(name, "rb") as fh:
+            with np.load(io.BytesIO(fh.read()), allow_pickle=False) as npz:
+                return {key: npz[key] for key in npz.files}
+    except Exception as exc:  # any unreadable artifact is "no model", never a crash
+        logger.warning("Model artifact %s does not load (%s); treating it as absent.", name, exc)
+        return None
+
+
+def delete_artifact(name: str) -> None:
+    if name:
+        try:
+            _storage().delete(name)
+        except Exception as exc:
+            logger.warning("Could not delete artifact %s: %s", name, exc)

@@ -7,6 +7,9 @@ from django.utils.translation import gettext_lazy as _
 
 from .models import Access, Author, Book, Genre, Order, OrderLine, User
 
+admin.site.site_header = _("Bookstore administration")
+admin.site.site_title = _("Bookstore admin")
+
 
 @admin.register(User)
 class CustomerAdmin(UserAdmin):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 
 import numpy as np
 
@@ -184,13 +184,13 @@ class DemoStore:
             if form == 0:
                 title = f"The {a} {n}"
             elif form == 1:
-                title = f"{n} of {TITLE_NOUNS[rng.integers(len(TITLE_NOUNS))]}s"
+                title = f"{n} of {plural(TITLE_NOUNS[rng.integers(len(TITLE_NOUNS))])}"
             elif form == 2:
                 title = f"{'An' if a[0] in 'AEIOU' else 'A'} {a} {n}"
             elif form == 3:
                 title = f"The {n} at {TITLE_ADJECTIVES[rng.integers(len(TITLE_ADJECTIVES))]} {TITLE_NOUNS[rng.integers(len(TITLE_NOUNS))]}"
             else:
-                title = f"{a} {n}s"
+                title = f"{a} {plural(n)}"
             titles.append(title)
 
         return Catalogue(
@@ -422,6 +422,6 @@ class DemoStore:
         )
 
 
-def to_datetime(value: np.datetime64) -> datetime:
-    """numpy seconds → an aware UTC datetime."""
-    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=int(value.astype("int64")))
+def plural(noun: str) -> str:
+    return noun[:-1] + "ies" if noun.endswith("y") and noun[-2] not in "aeiou" else noun + "s"
+

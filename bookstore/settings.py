@@ -18,6 +18,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from recommendations.schedule import beat_schedule
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -131,7 +133,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = os.environ.get("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
@@ -177,6 +179,7 @@ CELERY_RESULT_BACKEND = REDIS_URL or None
 # app logs this once at start-up.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -195,6 +198,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 10,
 }
 CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 30
+# Nightly retrain (03:00 by default) and the stale-run check; see docs/operations.md.
+CELERY_BEAT_SCHEDULE = beat_schedule(
+    hour=int(os.environ.get("RETRAIN_HOUR", "3")), minute=int(os.environ.get("RETRAIN_MINUTE", "0"))
+)
 
 # The store ------------------------------------------------------------------------------
 # A reload of the same book page by the same customer within this window counts once.

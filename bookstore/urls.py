@@ -14,5 +14,6 @@ urlpatterns = [
     path("orders/", views.my_orders, name="my_orders"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("recommendations/", include("recommendations.urls")),
     path("admin/", admin.site.urls),
 ]

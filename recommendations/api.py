@@ -22,6 +22,14 @@ def similar_to(item, limit: int = 6) -> list:
     return [row.similar for row in SimilarItem.objects.for_item(item)[:limit]]
 
 
+def refresh_for(user) -> None:
+    """Tell the app that ``user`` bought something outside a model save (``bulk_create``):
+    their cached lists are dropped and their list is rescored in the background."""
+    from .signals import enqueue_rescore
+
+    enqueue_rescore(getattr(user, "pk", user))
+
+
 def popular(limit: int = 6, *, recent: bool = False) -> list:
     """The live popular list (``recent=True``: popular lately)."""
     return [row.item for row in Recommendation.objects.popular("recent" if recent else "popular")[:limit]]

@@ -10,4 +10,6 @@ class RecommendationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the checks)
+        from . import checks, signals  # noqa: F401  (registers the checks)
+
+        signals.connect()

@@ -42,6 +42,10 @@ class TrainingRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     task_id = models.CharField(_("task id"), max_length=64, blank=True)
+    worker = models.CharField(_("worker"), max_length=200, blank=True)
+    # True while queued or running, NULL afterwards: a partial unique index on it lets at
+    # most one run be in flight, whatever process asks (the database is the lock).
+    active = models.BooleanField(null=True, default=True, editable=False)
     created = models.DateTimeField(_("requested"), auto_now_add=True)
     started = models.DateTimeField(_("started"), null=True, blank=True)
     finished = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -67,6 +71,7 @@ class TrainingRun(models.Model):
         verbose_name_plural = _("training runs")
         constraints = [
             models.UniqueConstraint(fields=["is_live"], condition=Q(is_live=True), name="recommendations_one_live_run"),
+            models.UniqueConstraint(fields=["active"], condition=Q(active=True), name="recommendations_one_active_run"),
         ]
         permissions = [("retrain", _("Can start a retrain of the recommendations"))]
 

@@ -10,26 +10,48 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import socket
+import threading
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 
 import numpy as np
-from django.db import transaction
+import scipy.sparse as sp
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from . import sources, storage
+from . import cache, sources, storage
 from .conf import app_settings
 from .ml.matrices import DataError
 from .ml.pipeline import Candidate, EvaluationSettings, TrainResult, train
 from .ml.scoring import popularity, score_users, similar_items, top_popular
 from .ml.train import Hyper
-from .models import ListKind, TrainingRun
+from .models import ListKind, Recommendation, TrainingRun
 
 logger = logging.getLogger(__name__)
 
 
 class NotEnoughData(Exception):
     """Nothing sensible can be trained; the run says why and the live run stays."""
+
+
+class AlreadyRunning(Exception):
+    """A retrain is queued or running; ``run`` is that run."""
+
+    def __init__(self, run: TrainingRun | None) -> None:
+        self.run = run
+        super().__init__(f"Run #{run.pk} is already {run.status}." if run else "A retrain is already in flight.")
+
+
+class BrokerUnavailable(Exception):
+    """The retrain could not be queued; ``run`` records the failed request."""
+
+    def __init__(self, run: TrainingRun, reason: str) -> None:
+        self.run = run
+        super().__init__(reason)
 
 
 def hyper_from_settings() -> Hyper:
@@ -84,8 +106,119 @@ class _Recorder:
         )
 
 
-def start_run(*, trigger: str = "", user=None) -> TrainingRun:
-    return TrainingRun.objects.create(trigger=trigger, requested_by=user if getattr(user, "pk", None) else None)
+def start_run(*, trigger: str = "", user=None, status: str = TrainingRun.Status.QUEUED) -> TrainingRun:
+    """Create the run of a new request, or raise :class:`AlreadyRunning`.
+
+    The run is created "active"; a partial unique index allows one active run, so two
+    requests at once (a double click, beat and the admin) cannot both start one, on any
+    database.  Runs whose worker died are marked failed first.
+    """
+    mark_stale_runs()
+    try:
+        with transaction.atomic():
+            return TrainingRun.objects.create(
+                trigger=trigger, status=status, requested_by=user if getattr(user, "pk", None) else None
+            )
+    except IntegrityError:
+        raise AlreadyRunning(TrainingRun.objects.filter(active=True).first()) from None
+
+
+def request_retrain(*, trigger: str, user=None, evaluate: bool | None = None) -> TrainingRun:
+    """Queue a retrain (the admin button, beat, the command).  Raises :class:`AlreadyRunning`
+    or :class:`BrokerUnavailable`; in the latter case the run records the failed request."""
+    from . import tasks
+
+    run = start_run(trigger=trigger, user=user)
+    try:
+        result = tasks.retrain.apply_async(args=[run.pk, evaluate], retry=True, retry_policy=PUBLISH_RETRY)
+    except Exception as exc:  # kombu.OperationalError, redis.ConnectionError, OSError: all "unreachable"
+        reason = f"The task broker is unreachable, so the retrain could not be queued ({type(exc).__name__}: {exc})."
+        logger.error("Run #%s: %s", run.pk, reason)
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.FAILED, error=reason, active=None, finished=timezone.now()
+        )
+        run.refresh_from_db()
+        raise BrokerUnavailable(run, reason) from exc
+    TrainingRun.objects.filter(pk=run.pk, task_id="").update(task_id=result.id or "")
+    run.refresh_from_db()
+    return run
+
+
+# Publishing to a dead broker should fail within seconds, not hang the admin's request.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
+def run_queued(run_id: int, *, task_id: str = "", evaluate: bool | None = None) -> TrainingRun | None:
+    """Claim a queued run and run it; ``None`` if it was not queued (a duplicate delivery).
+
+    The claim is one conditional UPDATE, so of two deliveries of the same task (Redis
+    redelivers after its visibility timeout) exactly one runs the retrain.
+    """
+    now = timezone.now()
+    claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+        status=TrainingRun.Status.RUNNING, task_id=task_id, started=now, heartbeat=now,
+        worker=f"{socket.gethostname()} pid {os.getpid()}",
+    )  # fmt: skip
+    if not claimed:
+        return None
+    run = TrainingRun.objects.get(pk=run_id)
+    return retrain(run=run, evaluate=evaluate)
+
+
+def mark_stale_runs() -> list[int]:
+    """Fail running runs without a sign of life, and queued runs no worker picked up."""
+    now = timezone.now()
+    silent_since = now - dt.timedelta(seconds=app_settings.STALE_AFTER_SECONDS)
+    stale_running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).filter(
+        Q(heartbeat__lt=silent_since) | Q(heartbeat__isnull=True, created__lt=silent_since)
+    )
+    stale_queued = TrainingRun.objects.filter(
+        status=TrainingRun.Status.QUEUED, created__lt=now - dt.timedelta(seconds=app_settings.QUEUED_TIMEOUT_SECONDS)
+    )
+    ids = []
+    for qs, reason in (
+        (stale_running, "The retrain stopped sending signs of life (its worker was killed or ran out of memory)."),
+        (stale_queued, "No worker picked up the queued retrain."),
+    ):
+        for pk in list(qs.values_list("pk", flat=True)):
+            # Conditional: a run that finished meanwhile is left alone.
+            if qs.filter(pk=pk).update(status=TrainingRun.Status.FAILED, error=reason, active=None, finished=now):
+                logger.warning("Run #%s marked failed: %s", pk, reason)
+                ids.append(pk)
+    return ids
+
+
+class Heartbeat:
+    """Writes ``heartbeat`` every ``HEARTBEAT_SECONDS`` from a thread while a run works.
+
+    LightFM's training releases the GIL, so the thread keeps beating through long epochs;
+    when the process dies, the beats stop and :func:`mark_stale_runs` notices.
+    """
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(app_settings.HEARTBEAT_SECONDS):
+                try:
+                    TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(
+                        heartbeat=timezone.now()
+                    )
+                except Exception as exc:  # a busy database must not kill the run
+                    logger.debug("heartbeat of run #%s skipped: %s", self.run_id, exc)
+        finally:
+            connection.close()
 
 
 def retrain(*, run: TrainingRun | None = None, evaluate: bool | None = None, trigger: str = "sync", user=None) -> TrainingRun:
@@ -93,11 +226,19 @@ def retrain(*, run: TrainingRun | None = None, evaluate: bool | None = None, tri
 
     Never raises for a failed run: the error is on the run, and the previous live run
     stays live.  ``evaluate=False`` skips the holdout and trains the first candidate.
+    Raises :class:`AlreadyRunning` when another run is in flight (and ``run`` is None).
     """
-    run = run or start_run(trigger=trigger, user=user)
+    if run is None:
+        run = start_run(trigger=trigger, user=user, status=TrainingRun.Status.RUNNING)
+        run.worker = f"{socket.gethostname()} pid {os.getpid()}"
     now = timezone.now()
-    run.status, run.started, run.heartbeat, run.error = TrainingRun.Status.RUNNING, now, now, ""
-    run.save(update_fields=["status", "started", "heartbeat", "error"])
+    run.status, run.started, run.heartbeat, run.error = TrainingRun.Status.RUNNING, run.started or now, now, ""
+    run.save(update_fields=["status", "started", "heartbeat", "error", "worker"])
+    with Heartbeat(run.pk):
+        return _retrain(run, evaluate)
+
+
+def _retrain(run: TrainingRun, evaluate: bool | None) -> TrainingRun:
     rec = _Recorder(run)
     artifact = ""
     try:
@@ -138,8 +279,9 @@ def retrain(*, run: TrainingRun | None = None, evaluate: bool | None = None, tri
                 run.status, run.stage, run.progress, run.finished, run.artifact = (
                     TrainingRun.Status.SUCCEEDED, "done", 1.0, now, artifact,
                 )  # fmt: skip
-                run.stage_seconds = rec.seconds
+                run.stage_seconds, run.active = rec.seconds, None
                 run.save()
+                transaction.on_commit(lambda: cache.published(run.pk))
         storage.prune()
         logger.info("Run #%s is live: %s", run.pk, json.dumps(run.metrics.get("model") or {}))
     except NotEnoughData as exc:
@@ -160,7 +302,7 @@ def _fail(run: TrainingRun, rec: _Recorder, status: str, message: str, artifact:
     storage.delete_artifact(artifact)
     storage.discard_rows(run)
     run.status, run.error, run.finished = status, message, timezone.now()
-    run.stage_seconds, run.is_live, run.artifact = rec.seconds, False, ""
+    run.stage_seconds, run.is_live, run.artifact, run.active = rec.seconds, False, "", None
     run.save()
 
 
@@ -267,3 +409,74 @@ def _artifact(data, result: TrainResult) -> dict[str, np.ndarray]:
         "item_feature_names": np.asarray(result.item_feature_names, dtype=str),
         "meta": np.asarray(json.dumps(meta)),
     }
+
+
+# -- one customer, between retrains ------------------------------------------------------------
+@lru_cache(maxsize=2)
+def _live_model(run_id: int, artifact: str) -> dict | None:
+    """The arrays of a run's artifact, kept in memory for the next rescores (two runs at most)."""
+    arrays = storage.load_artifact(artifact)
+    if arrays is None:
+        return None
+    from .ml.ids import IdMap
+
+    arrays["_users"] = IdMap(arrays["user_keys"])
+    arrays["_items"] = IdMap(arrays["item_keys"])
+    return arrays
+
+
+def rescore_user(user_id) -> int:
+    """Recompute one customer's list in the live run from its stored artifact (no retrain).
+
+    What the customer owns now (e.g. the books just bought) is left out.  A customer the
+    run has never seen gets a list from their history: the mean of the vectors of the items
+    they bought or viewed.  Returns the number of rows written (0: nothing to do).
+    """
+    run = TrainingRun.objects.live().only("pk", "artifact", "decision").first()
+    if run is None or not run.artifact or run.decision == TrainingRun.Decision.POPULARITY:
+        cache.user_changed(user_id)
+        return 0
+    model = _live_model(run.pk, run.artifact)
+    if model is None:  # the artifact no longer loads: keep serving the stored list
+        cache.user_changed(user_id)
+        return 0
+    items = model["_items"]
+    owned, history, weights = [], [], []
+    for source in sources.sources():
+        raw = source.read_user(user_id)
+        rows = items.index(raw.items)
+        known = rows >= 0
+        if source.exclude:
+            owned.append(rows[known])
+        history.append(rows[known])
+        weights.append(raw.scale * np.log2(1 + raw.values[known]) if raw.transform == "log1p" else raw.scale * raw.values[known])
+    history_rows = np.concatenate(history) if history else np.empty(0, np.int64)
+    row = model["_users"].index([user_id])[0]
+    if row >= 0:
+        vector, bias = model["user_vectors"][row], float(model["user_biases"][row])
+    elif history_rows.size:
+        w = np.concatenate(weights).astype(np.float32)
+        vector = (model["item_vectors"][history_rows] * w[:, None]).sum(axis=0) / max(w.sum(), 1e-9)
+        bias = 0.0
+    else:
+        cache.user_changed(user_id)
+        return 0
+    exclude = np.zeros((1, items.keys.size), dtype=np.float32)
+    owned_rows = np.concatenate(owned) if owned else np.empty(0, np.int64)
+    exclude[0, owned_rows] = 1
+    (_, item_rows, scores), = score_users(
+        vector[None, :].astype(np.float32), np.array([bias], np.float32), model["item_vectors"], model["item_biases"],
+        k=app_settings.LIST_SIZE, allowed=model["allowed"], exclude=sp.csr_matrix(exclude),
+    )  # fmt: skip
+    item_rows, scores = item_rows[0], scores[0]
+    valid = item_rows >= 0
+    with transaction.atomic():
+        locked = TrainingRun.objects.select_for_update().filter(pk=run.pk, is_live=True).exists()
+        if not locked:  # a new run went live meanwhile: it has its own list for this customer
+            return 0
+        Recommendation.objects.filter(run_id=run.pk, user_id=user_id).delete()
+        written = storage.store_personal(
+            run, np.array([user_id]), items.key(np.maximum(item_rows, 0))[None, :], scores[None, :], valid[None, :]
+        )
+    transaction.on_commit(lambda: cache.user_changed(user_id))
+    return written

@@ -131,12 +131,13 @@ class ModelSource:
             qs = qs.filter(**self.config["filter"])
         return qs.filter(**{f"{self.user_path}__isnull": False, f"{self.item_path}__isnull": False})
 
-    def rows(self, chunk_size: int) -> Iterator[list[tuple]]:
+    def rows(self, chunk_size: int, queryset=None) -> Iterator[list[tuple]]:
         fields = [self.user_path, self.item_path]
         fields += [self.weight_path] if self.weight_path else []
         fields += [self.time_path] if self.time_path else []
         chunk: list[tuple] = []
-        for row in self.queryset().values_list(*fields).iterator(chunk_size=chunk_size):
+        queryset = self.queryset() if queryset is None else queryset
+        for row in queryset.values_list(*fields).iterator(chunk_size=chunk_size):
             chunk.append(row)
             if len(chunk) >= chunk_size:
                 yield chunk
@@ -144,10 +145,14 @@ class ModelSource:
         if chunk:
             yield chunk
 
-    def read(self, chunk_size: int) -> RawSource:
+    def read_user(self, user_pk) -> RawSource:
+        """This source's rows of one user (for rescoring them between retrains)."""
+        return self.read(10000, self.queryset().filter(**{self.user_path: user_pk}))
+
+    def read(self, chunk_size: int, queryset=None) -> RawSource:
         users, items, values, times = [], [], [], []
         has_weight, has_time = bool(self.weight_path), bool(self.time_path)
-        for chunk in self.rows(chunk_size):
+        for chunk in self.rows(chunk_size, queryset):
             cols = list(zip(*chunk, strict=True))
             users.extend(cols[0])
             items.extend(cols[1])

@@ -20,3 +20,14 @@ STORAGES["default"] = {"BACKEND": "django.core.files.storage.FileSystemStorage",
 if CACHES["default"]["BACKEND"].endswith("RedisCache"):  # noqa: F405
     # Keep test keys apart from a running site's.
     CACHES["default"]["KEY_PREFIX"] = "bookstore-tests"  # noqa: F405
+
+# Background work in tests: a worker started by a test gets a queue of its own (so that
+# nothing else on the shared broker interferes) and beats every second when asked to.
+import uuid  # noqa: E402
+
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TEST_CELERY_QUEUE") or f"bookstore-tests-{uuid.uuid4().hex[:8]}"
+RECOMMENDATIONS = {
+    **RECOMMENDATIONS,  # noqa: F405
+    "HEARTBEAT_SECONDS": float(os.environ.get("TEST_HEARTBEAT_SECONDS", "30")),
+    "STALE_AFTER_SECONDS": float(os.environ.get("TEST_STALE_AFTER_SECONDS", "300")),
+}

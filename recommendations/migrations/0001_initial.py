@@ -59,6 +59,8 @@ class Migration(migrations.Migration):
                 ('progress', models.FloatField(default=0.0, verbose_name='progress')),
                 ('trigger', models.CharField(blank=True, max_length=20, verbose_name='requested from')),
                 ('task_id', models.CharField(blank=True, max_length=64, verbose_name='task id')),
+                ('worker', models.CharField(blank=True, max_length=200, verbose_name='worker')),
+                ('active', models.BooleanField(default=True, editable=False, null=True)),
                 ('created', models.DateTimeField(auto_now_add=True, verbose_name='requested')),
                 ('started', models.DateTimeField(blank=True, null=True, verbose_name='started')),
                 ('finished', models.DateTimeField(blank=True, null=True, verbose_name='finished')),
@@ -108,6 +110,10 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name='trainingrun',
             constraint=models.UniqueConstraint(condition=models.Q(('is_live', True)), fields=('is_live',), name='recommendations_one_live_run'),
+        ),
+        migrations.AddConstraint(
+            model_name='trainingrun',
+            constraint=models.UniqueConstraint(condition=models.Q(('active', True)), fields=('active',), name='recommendations_one_active_run'),
         ),
         migrations.AddIndex(
             model_name='similaritem',

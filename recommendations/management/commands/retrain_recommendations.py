@@ -1,37 +1,66 @@
-"""Retrain the recommendations: in this process (--sync) or through Celery."""
+"""Retrain the recommendations: queue it for a Celery worker, or run it here with --sync."""
 
 import json
-from json import dumps
+import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recommendations import services, tasks
+from recommendations import services
+from recommendations.models import TrainingRun
 
 
 class Command(BaseCommand):
-    help = "Retrain the recommendation model and publish every customer's lists."
+    help = (
+        "Retrain the recommendation model and publish every customer's lists. Queues the "
+        "retrain for a Celery worker unless --sync."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--sync", action="store_true", help="run in this process instead of enqueueing")
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--sync", action="store_true", help="run in this process instead of queueing")
+        mode.add_argument("--wait", action="store_true", help="queue, then follow the run to its end")
         parser.add_argument("--no-evaluate", action="store_true", help="skip the time holdout and candidate choice")
         parser.add_argument("--json", action="store_true", help="print the run as one JSON object")
+        parser.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
 
-    def handle(self, *args, sync, no_evaluate, json: bool, **options):
+    def handle(self, *args, sync, wait, no_evaluate, json: bool, timeout, **options):
         evaluate = False if no_evaluate else None
-        if sync:
-            run = services.retrain(evaluate=evaluate, trigger="command")
-        else:
-            run = services.start_run(trigger="command")
-            tasks.retrain.delay(run.pk, evaluate)
-            run.refresh_from_db()
-            if run.status in (run.Status.QUEUED, run.Status.RUNNING):
-                self.stdout.write(f"Queued run #{run.pk}." if not json else dumps({"id": run.pk, "status": run.status}))
+        try:
+            if sync:
+                run = services.retrain(evaluate=evaluate, trigger="command")
+            else:
+                run = services.request_retrain(trigger="command", evaluate=evaluate)
+        except services.AlreadyRunning as exc:
+            raise CommandError(f"Already running: {exc}") from exc
+        except services.BrokerUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+        if not sync and run.status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
+            if not wait:
+                self.stdout.write(
+                    json_dumps({"id": run.pk, "status": run.status}) if json else f"Queued run #{run.pk}."
+                )
                 return
+            run = self.follow(run, timeout, quiet=json)
         self.report(run, as_json=json)
+
+    def follow(self, run: TrainingRun, timeout: float | None, *, quiet: bool) -> TrainingRun:
+        """Print the run's stage and progress until it ends."""
+        started, last = time.monotonic(), None
+        while run.status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
+            if timeout is not None and time.monotonic() - started > timeout:
+                raise CommandError(f"Run #{run.pk} is still {run.status} after {timeout:.0f} s.")
+            services.mark_stale_runs()
+            time.sleep(1.0)
+            run.refresh_from_db()
+            state = (run.status, run.stage, round(run.progress, 2))
+            if state != last and not quiet:
+                self.stderr.write(f"run #{run.pk}: {run.status} {run.stage} {run.progress:.0%}")
+                last = state
+        return run
 
     def report(self, run, *, as_json: bool) -> None:
         if as_json:
-            self.stdout.write(json.dumps(run.as_json(), indent=None, default=str))
+            self.stdout.write(json_dumps(run.as_json()))
         else:
             model, base = run.metric("model"), run.metric("popularity")
             line = f"Run #{run.pk}: {run.get_status_display()}"
@@ -42,5 +71,9 @@ class Command(BaseCommand):
             if run.stage_seconds:
                 line += "; " + ", ".join(f"{k} {v:.1f}s" for k, v in run.stage_seconds.items())
             self.stdout.write(line)
-        if run.status != run.Status.SUCCEEDED:
+        if run.status != TrainingRun.Status.SUCCEEDED:
             raise CommandError(run.error or f"Run #{run.pk} ended {run.status}.")
+
+
+def json_dumps(value) -> str:
+    return json.dumps(value, default=str)

@@ -1,0 +1,221 @@
+"""Admin: training runs (with "Retrain now" and a metrics chart), read-only lists."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .charts import metrics_chart
+from .conf import app_settings
+from .models import PopularItem, Recommendation, SimilarItem, TrainingRun
+
+STATUS_COLOURS = {
+    "succeeded": "#2a9d8f",
+    "running": "#e9c46a",
+    "queued": "#8d99ae",
+    "failed": "#c0392b",
+    "timed_out": "#c0392b",
+    "not_enough_data": "#8d99ae",
+}
+
+
+def request_retrain(request: HttpRequest, modeladmin) -> None:
+    """Queue a retrain for the admin user and say what happened (never a 500)."""
+    try:
+        run = services.request_retrain(trigger="admin", user=request.user)
+    except services.AlreadyRunning as exc:
+        run = exc.run
+        modeladmin.message_user(
+            request, _("A retrain is already running (run #%(id)s).") % {"id": run.pk if run else "?"}, messages.WARNING
+        )
+        return
+    except services.BrokerUnavailable as exc:
+        modeladmin.message_user(
+            request,
+            _("Could not queue the retrain: the task broker is unreachable. Run #%(id)s records the attempt.")
+            % {"id": exc.run.pk},
+            messages.ERROR,
+        )
+        return
+    if run.status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
+        modeladmin.message_user(request, _("Retrain queued (run #%(id)s).") % {"id": run.pk}, messages.SUCCESS)
+    elif run.status == TrainingRun.Status.SUCCEEDED:
+        modeladmin.message_user(request, _("Run #%(id)s finished and is live.") % {"id": run.pk}, messages.SUCCESS)
+    else:
+        modeladmin.message_user(
+            request, _("Run #%(id)s ended %(status)s: %(error)s") % {"id": run.pk, "status": run.get_status_display(), "error": run.error},
+            messages.ERROR,
+        )
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "status_badge", "started", "duration_display", "model_precision",
+                    "popularity_precision", "coverage", "is_live", "trigger")  # fmt: skip
+    list_filter = ("status", "is_live", "trigger")
+    date_hierarchy = "created"
+    actions = ["retrain_now"]
+    change_list_template = "admin/recommendations/trainingrun/change_list.html"
+    fieldsets = (
+        (None, {"fields": ("status", "stage", "progress", "is_live", "decision", "error")}),
+        (_("When"), {"fields": ("created", "started", "finished", "published", "heartbeat", "data_until")}),
+        (_("Who and where"), {"fields": ("trigger", "requested_by", "task_id", "worker", "artifact", "pruned")}),
+        (_("Stages"), {"fields": ("stages_table",)}),
+        (_("Metrics"), {"fields": ("metrics_table",)}),
+        (_("Counts and parameters"), {"fields": ("counts_pretty", "params_pretty")}),
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_retrain_permission(self, request) -> bool:
+        return request.user.has_perm("recommendations.retrain")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f for fs in self.fieldsets for f in fs[1]["fields"]]
+
+    # -- list columns -----------------------------------------------------------------------
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj):
+        colour = STATUS_COLOURS.get(obj.status, "#8d99ae")
+        label = obj.get_status_display()
+        if obj.status == TrainingRun.Status.RUNNING and obj.stage:
+            label = f"{label}: {obj.stage} {obj.progress:.0%}"
+        return format_html('<span style="color:#fff;background:{};padding:2px 8px;border-radius:9px">{}</span>', colour, label)
+
+    @admin.display(description=_("duration"))
+    def duration_display(self, obj):
+        return f"{obj.duration:.1f} s" if obj.duration is not None else "–"
+
+    @admin.display(description=_("model p@k"))
+    def model_precision(self, obj):
+        value = obj.metric("model")
+        return f"{value:.4f}" if value is not None else "–"
+
+    @admin.display(description=_("popularity p@k"))
+    def popularity_precision(self, obj):
+        value = obj.metric("popularity")
+        return f"{value:.4f}" if value is not None else "–"
+
+    @admin.display(description=_("coverage"))
+    def coverage(self, obj):
+        value = obj.metric("model", "coverage")
+        return f"{value:.1%}" if value is not None else "–"
+
+    # -- detail ---------------------------------------------------------------------------------
+    @admin.display(description=_("seconds per stage"))
+    def stages_table(self, obj):
+        if not obj.stage_seconds:
+            return "–"
+        rows = format_html_join("", "<tr><td>{}</td><td style='text-align:right'>{}</td></tr>",
+                                ((k, f"{v:.2f}") for k, v in obj.stage_seconds.items()))  # fmt: skip
+        return format_html("<table><tr><th>stage</th><th>seconds</th></tr>{}</table>", rows)
+
+    @admin.display(description=_("metrics"))
+    def metrics_table(self, obj):
+        m = obj.metrics or {}
+        if not m.get("model") and not m.get("candidates"):
+            return format_html("<pre>{}</pre>", json.dumps(m, indent=2)) if m else "–"
+        k = m.get("k", 10)
+        cols = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", "auc", "coverage"]
+        head = format_html_join("", "<th>{}</th>", ((c,) for c in ["", "epochs", *cols]))
+        body = []
+        for label, row in [(_("chosen model"), m.get("model")), (_("popularity"), m.get("popularity"))]:
+            if row:
+                body.append((format_html("<strong>{}</strong>", label), "", *[row.get(c, "") for c in cols]))
+        for row in m.get("candidates", []):
+            body.append((row["candidate"], row["epochs"], *[row.get(c, "") for c in cols]))
+        rows = format_html_join("", "<tr>" + "<td>{}</td>" * (len(cols) + 2) + "</tr>", body)
+        return format_html("<table><tr>{}</tr>{}</table><p>{}</p>", head, rows, f"decision: {m.get('decision', '–')}")
+
+    @admin.display(description=_("counts"))
+    def counts_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.counts, indent=2))
+
+    @admin.display(description=_("parameters"))
+    def params_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.params, indent=2))
+
+    # -- retrain: an action and a button --------------------------------------------------------
+    @admin.action(description=_("Retrain now"), permissions=["retrain"])
+    def retrain_now(self, request, queryset):
+        request_retrain(request, self)
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path("retrain/", self.admin_site.admin_view(self.retrain_view), name="%s_%s_retrain" % info),
+            *super().get_urls(),
+        ]
+
+    def retrain_view(self, request):
+        """POST only (CSRF-protected by the admin), behind the ``recommendations.retrain`` permission."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_retrain_permission(request):
+            raise PermissionDenied
+        request_retrain(request, self)
+        return HttpResponseRedirect(reverse("admin:recommendations_trainingrun_changelist"))
+
+    def changelist_view(self, request, extra_context=None):
+        runs = list(TrainingRun.objects.finished().exclude(metrics={}).order_by("-created")[:30])[::-1]
+        extra_context = {
+            **(extra_context or {}),
+            "can_retrain": self.has_retrain_permission(request),
+            "retrain_url": reverse("admin:recommendations_trainingrun_retrain"),
+            "chart": metrics_chart(runs),
+        }
+        return super().changelist_view(request, extra_context)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Recommendation)
+class RecommendationAdmin(ReadOnlyAdmin):
+    list_display = ("user", "rank", "item", "score", "kind", "run")
+    list_filter = ("kind", "run__is_live")
+    list_select_related = ("user", "item", "run")
+    search_fields = (f"user__{get_user_model().USERNAME_FIELD}",)
+    raw_id_fields = ("user", "item", "run")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(user__isnull=False)
+
+
+@admin.register(PopularItem)
+class PopularItemAdmin(ReadOnlyAdmin):
+    list_display = ("kind", "rank", "item", "score", "run")
+    list_filter = ("kind", "run__is_live")
+    list_select_related = ("item", "run")
+    raw_id_fields = ("item", "run")
+
+
+@admin.register(SimilarItem)
+class SimilarItemAdmin(ReadOnlyAdmin):
+    list_display = ("item", "rank", "similar", "score", "run")
+    list_filter = ("run__is_live",)
+    list_select_related = ("item", "similar", "run")
+    search_fields = (f"item__{app_settings.ITEM_KEY}",)
+    raw_id_fields = ("item", "similar", "run")

@@ -1,0 +1,100 @@
+"""Cached reads for the widgets: per customer and per live run, never fatal.
+
+Keys carry the live run's id (the "generation", kept in the cache itself and replaced when a
+run goes live) and a per-customer version (bumped when the customer buys or is rescored),
+so nothing is ever invalidated by scanning keys.  A cold read is exactly the one query of
+the read path; a warm read is no query.  Any cache error (Redis down) counts as a miss.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.cache import caches
+
+from .conf import app_settings
+from .models import Recommendation, SimilarItem
+
+logger = logging.getLogger(__name__)
+
+GEN_KEY = "recommendations:live-run"
+GEN_TIMEOUT = 300  # re-read the live run from rows now and then, should a publish miss the cache
+
+
+def _cache():
+    return caches[app_settings.CACHE_ALIAS]
+
+
+def _get_many(keys: list[str]) -> dict:
+    try:
+        return _cache().get_many(keys)
+    except Exception as exc:
+        logger.warning("recommendations cache unavailable (%s); reading from the database", exc)
+        return {}
+
+
+def _set(key: str, value, timeout: int | None = None) -> None:
+    try:
+        _cache().set(key, value, app_settings.CACHE_TIMEOUT if timeout is None else timeout)
+    except Exception as exc:
+        logger.warning("recommendations cache unavailable (%s); not caching %s", exc, key)
+
+
+def published(run_id: int) -> None:
+    """A run went live: every cached list of older runs is now out of date."""
+    _set(GEN_KEY, run_id, GEN_TIMEOUT)
+
+
+def user_changed(user_id) -> None:
+    """The customer bought something or was rescored: drop their cached lists."""
+    key = f"recommendations:user-version:{user_id}"
+    try:
+        cache = _cache()
+        if not cache.add(key, 1, None):
+            cache.incr(key)
+    except Exception as exc:
+        logger.warning("recommendations cache unavailable (%s); %s not bumped", exc, key)
+
+
+def _read(key_tail: str, extra_keys: list[str], load):
+    """``load()`` returns ``(value, run_id)``; cached under the live run's generation."""
+    found = _get_many([GEN_KEY, *extra_keys])
+    gen = found.get(GEN_KEY)
+    parts = [found.get(k, 0) for k in extra_keys]
+    key = f"recommendations:{gen}:{key_tail}:{':'.join(map(str, parts))}"
+    if gen is not None:
+        hit = _get_many([key]).get(key)
+        if hit is not None:
+            return hit
+    value, run_id = load()
+    if run_id is not None:
+        if gen != run_id:
+            published(run_id)
+            key = f"recommendations:{run_id}:{key_tail}:{':'.join(map(str, parts))}"
+        _set(key, value)
+    return value
+
+
+def recommendations_for(user, limit: int) -> tuple[list, bool]:
+    """``(items, personal)``: the customer's picks (or the popular list, ``personal`` False)."""
+    authenticated = user is not None and getattr(user, "is_authenticated", False)
+
+    def load():
+        rows = Recommendation.objects.for_user(user).top(limit)
+        run_id = rows[0].run_id if rows else None
+        personal = any(row.user_id is not None for row in rows)
+        return ([row.item for row in rows], personal), run_id
+
+    if authenticated:
+        return _read(f"user:{user.pk}:{limit}", [f"recommendations:user-version:{user.pk}"], load)
+    return _read(f"popular:{limit}", [], load)
+
+
+def similar_to(item, limit: int) -> list:
+    pk = getattr(item, "pk", item)
+
+    def load():
+        rows = list(SimilarItem.objects.for_item(pk)[:limit])
+        return [row.similar for row in rows], (rows[0].run_id if rows else None)
+
+    return _read(f"similar:{pk}:{limit}", [], load)

@@ -7,7 +7,8 @@ Shapes and meanings (rows are always the rows of an :class:`~recommendations.ml.
 * item features ``(n_items, n_items + n_metadata)``: the first ``n_items`` columns are one
   identity feature per book, the rest metadata ("author=17", "genres=3", "price=q2", …).
   Books without interactions get **no** identity feature: their untrained identity
-  embedding would be noise, and it would dilute their metadata.  Rows sum to 1.
+  embedding would be noise, and it would dilute their metadata.  The identity and the
+  metadata block weigh half each; rows sum to 1.
 * user features ``(n_users, n_users + n_attributes + n_history)``: an identity feature per
   customer, optional attributes, and optionally the customer's history as metadata
   affinities (the share of their interactions with each genre, author, …).  Rows sum to 1.
@@ -163,8 +164,11 @@ def normalize_rows(m: sp.spmatrix) -> sp.csr_matrix:
 
 
 def item_features(metadata: sp.csr_matrix | None, warm: np.ndarray) -> sp.csr_matrix:
-    """Identity (for ``warm`` items only) plus metadata, rows normalised to sum 1.
+    """Identity (for ``warm`` items only) plus metadata; rows sum to 1.
 
+    The metadata block gets the same total weight as the identity feature, however many
+    metadata values a book has: with one weight per feature, a book with six values would
+    keep only a seventh of its identity, and the model would lose what sets it apart.
     An item that is neither warm nor has metadata keeps its identity feature, so that no row
     is empty (an empty row would give the item a zero representation).
     """
@@ -174,7 +178,7 @@ def item_features(metadata: sp.csr_matrix | None, warm: np.ndarray) -> sp.csr_ma
     has_meta = np.asarray(metadata.getnnz(axis=1)) > 0
     identity_rows = warm | ~has_meta
     identity = sp.diags(identity_rows.astype(np.float32), format="csr")
-    return normalize_rows(sp.hstack([identity, metadata], format="csr"))
+    return normalize_rows(sp.hstack([identity, normalize_rows(metadata)], format="csr"))
 
 
 def history_affinities(interactions: sp.csr_matrix, item_metadata: sp.csr_matrix, keep: int = 20) -> sp.csr_matrix:

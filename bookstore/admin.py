@@ -5,7 +5,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, DecimalField, ExpressionWrapper, F, Sum
 from django.utils.translation import gettext_lazy as _
 
-from .models import Access, Author, Book, Genre, Order, OrderLine, User
+from .models import Access, Author, Book, Genre, ImportBatch, Order, OrderLine, User
 
 admin.site.site_header = _("Bookstore administration")
 admin.site.site_title = _("Bookstore admin")
@@ -97,3 +97,15 @@ class AccessAdmin(admin.ModelAdmin):
     raw_id_fields = ("user", "book")
     date_hierarchy = "last_seen"
     show_full_result_count = False
+
+
+@admin.register(ImportBatch)
+class ImportBatchAdmin(admin.ModelAdmin):
+    list_display = ("filename", "started", "finished", "rows")
+    readonly_fields = ("filename", "sha256", "started", "finished", "rows", "counts")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -154,3 +154,33 @@ class Access(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} viewed {self.book} ×{self.count}"
+
+
+class ImportBatch(models.Model):
+    """One run of ``import_interactions``: which file, when, and what it changed."""
+
+    filename = models.CharField(_("file"), max_length=500)
+    sha256 = models.CharField(_("SHA-256 of the file"), max_length=64, db_index=True)
+    started = models.DateTimeField(_("started"), default=timezone.now)
+    finished = models.DateTimeField(_("finished"), null=True, blank=True)
+    rows = models.PositiveIntegerField(_("rows"), default=0)
+    counts = models.JSONField(_("counts"), default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started"]
+        verbose_name = _("import")
+        verbose_name_plural = _("imports")
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.started:%Y-%m-%d %H:%M})"
+
+
+class ImportedInteraction(models.Model):
+    """The natural key of every imported row (username, product, type, timestamp), hashed:
+    importing the same row again finds it here and changes nothing."""
+
+    key = models.CharField(max_length=40, unique=True)
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        verbose_name = _("imported interaction")

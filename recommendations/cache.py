@@ -9,6 +9,7 @@ the read path; a warm read is no query.  Any cache error (Redis down) counts as 
 from __future__ import annotations
 
 import logging
+import uuid
 
 from django.core.cache import caches
 
@@ -25,12 +26,13 @@ def _cache():
     return caches[app_settings.CACHE_ALIAS]
 
 
-def _get_many(keys: list[str]) -> dict:
+def _get_many(keys: list[str]) -> dict | None:
+    """The cached values of ``keys``; None when the cache cannot be reached."""
     try:
         return _cache().get_many(keys)
     except Exception as exc:
         logger.warning("recommendations cache unavailable (%s); reading from the database", exc)
-        return {}
+        return None
 
 
 def _set(key: str, value, timeout: int | None = None) -> None:
@@ -40,37 +42,81 @@ def _set(key: str, value, timeout: int | None = None) -> None:
         logger.warning("recommendations cache unavailable (%s); not caching %s", exc, key)
 
 
+CATALOGUE_KEY = "recommendations:catalogue-version"
+
+
 def published(run_id: int) -> None:
     """A run went live: every cached list of older runs is now out of date."""
     _set(GEN_KEY, run_id, GEN_TIMEOUT)
 
 
-def user_changed(user_id) -> None:
-    """The customer bought something or was rescored: drop their cached lists."""
-    key = f"recommendations:user-version:{user_id}"
+def _new_version() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _bump(key: str) -> None:
+    # A fresh random token, not a counter: a token evicted from the cache comes back as a
+    # new one (see _versions), never as an old value that old entries were cached under.
     try:
-        cache = _cache()
-        if not cache.add(key, 1, None):
-            cache.incr(key)
+        _cache().set(key, _new_version(), None)
     except Exception as exc:
         logger.warning("recommendations cache unavailable (%s); %s not bumped", exc, key)
 
 
+def user_changed(user_id) -> None:
+    """The customer bought something or was rescored: drop their cached lists."""
+    _bump(f"recommendations:user-version:{user_id}")
+
+
+def claim(key: str, seconds: int) -> bool:
+    """True for the first caller within ``seconds`` (and whenever the cache is down)."""
+    try:
+        return bool(_cache().add(key, 1, seconds))
+    except Exception:
+        return True
+
+
+def catalogue_changed() -> None:
+    """An item was saved or deleted (made unavailable, say): drop every cached list."""
+    _bump(CATALOGUE_KEY)
+
+
+def _versions(found: dict, keys: list[str]) -> list[str]:
+    versions = []
+    for key in keys:
+        value = found.get(key)
+        if value is None:
+            value = _new_version()
+            try:
+                if not _cache().add(key, value, None):
+                    value = _cache().get(key) or value
+            except Exception:
+                pass
+        versions.append(str(value))
+    return versions
+
+
 def _read(key_tail: str, extra_keys: list[str], load):
-    """``load()`` returns ``(value, run_id)``; cached under the live run's generation."""
-    found = _get_many([GEN_KEY, *extra_keys])
+    """``load()`` returns ``(value, run_id)``; cached under the live run's generation and the
+    given version keys (the catalogue's, the customer's)."""
+    version_keys = [CATALOGUE_KEY, *extra_keys]
+    found = _get_many([GEN_KEY, *version_keys])
+    if found is None:  # the cache is down: read through
+        value, _run_id = load()
+        return value
     gen = found.get(GEN_KEY)
-    parts = [found.get(k, 0) for k in extra_keys]
-    key = f"recommendations:{gen}:{key_tail}:{':'.join(map(str, parts))}"
+    parts = ":".join(_versions(found, version_keys))
+    key = f"recommendations:{gen}:{key_tail}:{parts}"
     if gen is not None:
-        hit = _get_many([key]).get(key)
+        hit = (_get_many([key]) or {}).get(key)
         if hit is not None:
             return hit
     value, run_id = load()
     if run_id is not None:
         if gen != run_id:
-            published(run_id)
-            key = f"recommendations:{run_id}:{key_tail}:{':'.join(map(str, parts))}"
+            if gen is None or (isinstance(gen, int) and run_id > gen):
+                published(run_id)  # never move the generation back to an older run
+            key = f"recommendations:{run_id}:{key_tail}:{parts}"
         _set(key, value)
     return value
 

@@ -96,7 +96,7 @@ DEFAULTS: dict[str, Any] = {
     # Background work -----------------------------------------------------------------------
     "HEARTBEAT_SECONDS": 30,  # a running retrain writes a sign of life this often
     "STALE_AFTER_SECONDS": 300,  # a running run silent this long is marked failed (worker lost)
-    "QUEUED_TIMEOUT_SECONDS": 6 * 3600,  # a queued run no worker picked up is marked failed
+    "QUEUED_TIMEOUT_SECONDS": 3600,  # a queued run no worker picked up is marked failed
     "TASK_SOFT_TIME_LIMIT": 3 * 3600,  # the retrain stops and is marked timed out
     "TASK_TIME_LIMIT": 3 * 3600 + 600,  # the worker process is killed
     "RESCORE_ON_SAVE": True,  # saving a row of an "exclude" source rescores that customer

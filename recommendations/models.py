@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from .conf import item_model_label
@@ -43,14 +42,16 @@ class TrainingRun(models.Model):
     )
     task_id = models.CharField(_("task id"), max_length=64, blank=True)
     worker = models.CharField(_("worker"), max_length=200, blank=True)
-    # True while queued or running, NULL afterwards: a partial unique index on it lets at
-    # most one run be in flight, whatever process asks (the database is the lock).
-    active = models.BooleanField(null=True, default=True, editable=False)
+    # True while queued or running, NULL afterwards: a unique index on it lets at most one
+    # run be in flight, whatever process asks (the database is the lock).
+    active = models.BooleanField(null=True, default=True, unique=True, editable=False)
     created = models.DateTimeField(_("requested"), auto_now_add=True)
     started = models.DateTimeField(_("started"), null=True, blank=True)
     finished = models.DateTimeField(_("finished"), null=True, blank=True)
     heartbeat = models.DateTimeField(_("last sign of life"), null=True, blank=True)
-    is_live = models.BooleanField(_("live"), default=False)
+    # True for the live run, NULL for every other: a plain unique index then allows one live
+    # run on every database (MySQL has no partial indexes), as for ``active`` below.
+    is_live = models.BooleanField(_("live"), null=True, default=None, unique=True)
     published = models.DateTimeField(_("went live"), null=True, blank=True)
     pruned = models.BooleanField(_("rows pruned"), default=False)
     decision = models.CharField(_("decision"), max_length=32, choices=Decision.choices, blank=True)
@@ -69,10 +70,6 @@ class TrainingRun(models.Model):
         get_latest_by = "created"
         verbose_name = _("training run")
         verbose_name_plural = _("training runs")
-        constraints = [
-            models.UniqueConstraint(fields=["is_live"], condition=Q(is_live=True), name="recommendations_one_live_run"),
-            models.UniqueConstraint(fields=["active"], condition=Q(active=True), name="recommendations_one_active_run"),
-        ]
         permissions = [("retrain", _("Can start a retrain of the recommendations"))]
 
     def __str__(self) -> str:
@@ -94,7 +91,7 @@ class TrainingRun(models.Model):
             "id": self.pk,
             "status": self.status,
             "decision": self.decision,
-            "live": self.is_live,
+            "live": bool(self.is_live),
             "error": self.error,
             "created": self.created.isoformat() if self.created else None,
             "started": self.started.isoformat() if self.started else None,

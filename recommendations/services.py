@@ -129,19 +129,45 @@ def request_retrain(*, trigger: str, user=None, evaluate: bool | None = None) ->
     from . import tasks
 
     run = start_run(trigger=trigger, user=user)
-    try:
-        result = tasks.retrain.apply_async(args=[run.pk, evaluate], retry=True, retry_policy=PUBLISH_RETRY)
-    except Exception as exc:  # kombu.OperationalError, redis.ConnectionError, OSError: all "unreachable"
-        reason = f"The task broker is unreachable, so the retrain could not be queued ({type(exc).__name__}: {exc})."
-        logger.error("Run #%s: %s", run.pk, reason)
-        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-            status=TrainingRun.Status.FAILED, error=reason, active=None, finished=timezone.now()
-        )
-        run.refresh_from_db()
-        raise BrokerUnavailable(run, reason) from exc
-    TrainingRun.objects.filter(pk=run.pk, task_id="").update(task_id=result.id or "")
-    run.refresh_from_db()
+
+    def send():
+        try:
+            result = tasks.retrain.apply_async(args=[run.pk, evaluate], retry=True, retry_policy=PUBLISH_RETRY)
+        except Exception as exc:  # kombu.OperationalError, redis.ConnectionError, OSError: all "unreachable"
+            reason = f"The task broker is unreachable, so the retrain could not be queued ({type(exc).__name__}: {exc})."
+            logger.error("Run #%s: %s", run.pk, reason)
+            TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+                status=TrainingRun.Status.FAILED, error=reason, active=None, finished=timezone.now()
+            )
+            raise BrokerUnavailable(run, reason) from exc
+        TrainingRun.objects.filter(pk=run.pk, task_id="").update(task_id=result.id or "")
+
+    if _in_callers_transaction():
+        # Inside the caller's transaction the worker could not see the run yet: send it
+        # once the transaction commits (a broker error is then logged and recorded).
+        transaction.on_commit(lambda: _send_quietly(send))
+    else:
+        try:
+            send()
+        finally:
+            run.refresh_from_db()
     return run
+
+
+def _in_callers_transaction() -> bool:
+    """True inside an atomic block of the caller (ATOMIC_REQUESTS, their own ``atomic``).
+
+    The blocks a Django test case wraps every test in are marked ``_from_testcase`` (as
+    Django's own ``durable`` check reads them); they are not the caller's.
+    """
+    return any(not getattr(block, "_from_testcase", False) for block in getattr(connection, "atomic_blocks", []))
+
+
+def _send_quietly(send) -> None:
+    try:
+        send()
+    except BrokerUnavailable:
+        pass  # already logged and recorded on the run
 
 
 # Publishing to a dead broker should fail within seconds, not hang the admin's request.
@@ -160,6 +186,8 @@ def run_queued(run_id: int, *, task_id: str = "", evaluate: bool | None = None) 
         worker=f"{socket.gethostname()} pid {os.getpid()}",
     )  # fmt: skip
     if not claimed:
+        if not TrainingRun.objects.filter(pk=run_id).exists():
+            raise TrainingRun.DoesNotExist(f"Run #{run_id} does not exist (yet?)")
         return None
     run = TrainingRun.objects.get(pk=run_id)
     return retrain(run=run, evaluate=evaluate)
@@ -176,8 +204,15 @@ def mark_stale_runs() -> list[int]:
         status=TrainingRun.Status.QUEUED, created__lt=now - dt.timedelta(seconds=app_settings.QUEUED_TIMEOUT_SECONDS)
     )
     ids = []
+    # A process that hangs keeps its heartbeat thread beating: past the hard time limit the
+    # run is over whatever its heartbeat says.
+    overdue = TrainingRun.objects.filter(
+        status=TrainingRun.Status.RUNNING,
+        started__lt=now - dt.timedelta(seconds=app_settings.TASK_TIME_LIMIT + app_settings.STALE_AFTER_SECONDS),
+    )
     for qs, reason in (
         (stale_running, "The retrain stopped sending signs of life (its worker was killed or ran out of memory)."),
+        (overdue, "The retrain ran past its time limit without finishing (a hung process?)."),
         (stale_queued, "No worker picked up the queued retrain."),
     ):
         for pk in list(qs.values_list("pk", flat=True)):
@@ -271,30 +306,57 @@ def _retrain(run: TrainingRun, evaluate: bool | None) -> TrainingRun:
             lists = _score(data, result, exclude, rec)
         artifact = storage.save_artifact(run, _artifact(data, result))
         with rec.stage("store"):
-            with transaction.atomic():
-                counts = _store(run, data, lists)
-                run.counts.update(counts)
-                storage.publish(run)
-                now = timezone.now()
-                run.status, run.stage, run.progress, run.finished, run.artifact = (
-                    TrainingRun.Status.SUCCEEDED, "done", 1.0, now, artifact,
-                )  # fmt: skip
-                run.stage_seconds, run.active = rec.seconds, None
-                run.save()
-                transaction.on_commit(lambda: cache.published(run.pk))
-        storage.prune()
-        logger.info("Run #%s is live: %s", run.pk, json.dumps(run.metrics.get("model") or {}))
+            _store_and_publish(run, data, lists, artifact, rec)
     except NotEnoughData as exc:
         _fail(run, rec, TrainingRun.Status.NOT_ENOUGH_DATA, str(exc), artifact)
+        return run
     except DataError as exc:
         _fail(run, rec, TrainingRun.Status.FAILED, str(exc), artifact)
+        return run
     except Exception as exc:
         if type(exc).__name__ == "SoftTimeLimitExceeded":
             _fail(run, rec, TrainingRun.Status.TIMED_OUT, "The retrain hit its time limit and was stopped.", artifact)
             raise
         logger.exception("Run #%s failed", run.pk)
         _fail(run, rec, TrainingRun.Status.FAILED, f"{type(exc).__name__}: {exc}", artifact)
+        return run
+    # The run is live: what follows is housekeeping, and must never undo that.
+    logger.info("Run #%s is live: %s", run.pk, json.dumps(run.metrics.get("model") or {}))
+    try:
+        storage.prune()
+    except Exception:
+        logger.exception("Pruning old runs after run #%s failed; they will be pruned next time", run.pk)
     return run
+
+
+RUN_FIELDS = ["status", "stage", "progress", "finished", "artifact", "stage_seconds", "active", "decision",
+              "metrics", "params", "counts", "data_until"]  # fmt: skip
+
+
+def _store_and_publish(run: TrainingRun, data, lists: dict, artifact: str, rec: _Recorder) -> None:
+    """Write the run's rows and switch it live in one transaction.
+
+    Users and items deleted since extraction are left out first; if one is deleted in the
+    instant between that check and the commit, the foreign keys refuse the commit, and
+    the whole write is tried once more.
+    """
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                counts = _store(run, data, lists)
+                run.counts.update(counts)
+                storage.publish(run)
+                run.status, run.stage, run.progress, run.finished, run.artifact = (
+                    TrainingRun.Status.SUCCEEDED, "done", 1.0, timezone.now(), artifact,
+                )  # fmt: skip
+                run.stage_seconds, run.active = rec.seconds, None
+                run.save(update_fields=RUN_FIELDS)
+                transaction.on_commit(lambda: cache.published(run.pk))
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            logger.warning("Run #%s: a user or item vanished while writing; writing again", run.pk)
 
 
 def _fail(run: TrainingRun, rec: _Recorder, status: str, message: str, artifact: str) -> None:
@@ -302,8 +364,9 @@ def _fail(run: TrainingRun, rec: _Recorder, status: str, message: str, artifact:
     storage.delete_artifact(artifact)
     storage.discard_rows(run)
     run.status, run.error, run.finished = status, message, timezone.now()
-    run.stage_seconds, run.is_live, run.artifact, run.active = rec.seconds, False, "", None
-    run.save()
+    run.stage_seconds, run.is_live, run.artifact, run.active = rec.seconds, None, "", None
+    run.save(update_fields=["status", "error", "finished", "stage_seconds", "is_live", "artifact", "active",
+                            "decision", "metrics", "params", "counts", "data_until"])  # fmt: skip
 
 
 def _params(result: TrainResult, data) -> dict:
@@ -366,21 +429,29 @@ def _popular_list(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _store(run: TrainingRun, data, lists: dict) -> dict:
+    """Write the run's lists; users and items deleted since extraction are left out."""
+    from django.contrib.auth import get_user_model
+
+    user_ok = storage.existing(get_user_model(), data.users.keys)
+    item_ok = storage.existing(sources.item_model(), data.items.keys)
     counts = {}
     if "personal" in lists:
         item_rows, scores = lists["personal"]
+        valid = (item_rows >= 0) & item_ok[np.maximum(item_rows, 0)] & user_ok[:, None]
         keys = data.items.key(np.maximum(item_rows, 0))
-        counts["recommendations"] = storage.store_personal(run, data.users.keys, keys, scores, item_rows >= 0)
+        counts["recommendations"] = storage.store_personal(run, data.users.keys, keys, scores, valid)
     else:
         counts["recommendations"] = 0
     sim_rows, sim_scores = lists["similar"]
+    valid = (sim_rows >= 0) & item_ok[np.maximum(sim_rows, 0)] & item_ok[:, None]
     sim_keys = data.items.key(np.maximum(sim_rows, 0))
-    counts["similar_items"] = storage.store_similar(run, data.items.keys, sim_keys, sim_scores, sim_rows >= 0)
+    counts["similar_items"] = storage.store_similar(run, data.items.keys, sim_keys, sim_scores, valid)
     counts["popular_items"] = 0
     for kind in (ListKind.POPULAR.value, ListKind.RECENT.value):
         if kind in lists:
             rows, scores = lists[kind]
-            counts["popular_items"] += storage.store_popular(run, kind, data.items.key(rows), scores)
+            keep = item_ok[rows]
+            counts["popular_items"] += storage.store_popular(run, kind, data.items.key(rows[keep]), scores[keep])
     return counts
 
 

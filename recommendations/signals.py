@@ -13,7 +13,7 @@ from functools import partial
 from django.apps import apps
 from django.db import transaction
 from django.db.models.constants import LOOKUP_SEP
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 
 from .conf import app_settings
 
@@ -33,15 +33,21 @@ def user_id_of(instance, path: str):
 
 
 def enqueue_rescore(user_id) -> None:
-    """Drop the customer's cached lists now; rescore them after the transaction commits."""
+    """Drop the customer's cached lists (now, and again once the purchase is committed, so
+    that a list read in between is not kept); then rescore them in the background."""
     from . import cache, tasks
 
     cache.user_changed(user_id)
 
     def send():
+        cache.user_changed(user_id)
+        # An order of several lines saves several rows: one rescore is enough.
+        if not cache.claim(f"recommendations:rescore-queued:{user_id}", seconds=2):
+            return
         try:
-            tasks.rescore_user.delay(user_id)
-        except Exception as exc:  # a purchase must never fail because the broker is down
+            # One quick attempt: a purchase must not wait for (or fail because of) the broker.
+            tasks.rescore_user.apply_async(args=[user_id], retry=False)
+        except Exception as exc:
             logger.warning("Could not queue rescore_user(%s): %s", user_id, exc)
 
     transaction.on_commit(send)
@@ -57,7 +63,18 @@ def _on_save(sender, instance, created, *, path: str, **kwargs) -> None:
         enqueue_rescore(user_id)
 
 
+def _on_item_change(sender, **kwargs) -> None:
+    from . import cache
+
+    cache.catalogue_changed()
+    transaction.on_commit(cache.catalogue_changed)  # again: a box read before the commit is not kept
+
+
 def connect() -> None:
+    # An item saved (made unavailable, repriced) or deleted: cached boxes are re-read.
+    item_model = apps.get_model(app_settings.ITEM_MODEL)
+    post_save.connect(_on_item_change, sender=item_model, weak=False, dispatch_uid="recommendations-item-saved")
+    post_delete.connect(_on_item_change, sender=item_model, weak=False, dispatch_uid="recommendations-item-deleted")
     if not app_settings.RESCORE_ON_SAVE:
         return
     for source in app_settings.SOURCES:

@@ -69,6 +69,23 @@ def _pg_binary_block(columns: list[tuple[str, object, str]], n: int) -> bytes:
     return rows.tobytes()
 
 
+INTEGER_TYPES = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField",
+                 "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField"}  # fmt: skip
+
+
+def _prepared(fld, values):
+    """A key column as the database stores it (a UUID as 32 hex digits on SQLite, …).
+
+    Integer keys pass as they are; other keys go through the field, as the ORM would do.
+    """
+    if values is None or np.ndim(values) == 0 or fld.get_internal_type() in INTEGER_TYPES:
+        return values
+    return np.asarray(
+        [fld.get_db_prep_value(fld.to_python(v), connection, prepared=False) for v in np.asarray(values).tolist()],
+        dtype=object,
+    )
+
+
 def write_rows(model, data: dict[str, object], n: int) -> int:
     """Insert ``n`` rows into ``model``'s table, column by column from arrays or constants.
 
@@ -79,6 +96,7 @@ def write_rows(model, data: dict[str, object], n: int) -> int:
         return 0
     names = list(data)
     cols = [_column(model, name) for name in names]
+    data = {name: _prepared(fld, data[name]) for name, (_, fld) in zip(names, cols, strict=True)}
     table = connection.ops.quote_name(model._meta.db_table)
     col_sql = ", ".join(connection.ops.quote_name(c) for c, _ in cols)
     batch = max(1, app_settings.WRITE_BATCH)
@@ -119,6 +137,20 @@ def _rows(data: dict, names: list[str], start: int, stop: int) -> Iterable[tuple
         for name in names
     ]
     return zip(*cols, strict=True)
+
+
+def existing(model, keys: np.ndarray, chunk: int = 10_000) -> np.ndarray:
+    """Which of ``keys`` (primary keys of ``model``) still exist, as a boolean mask."""
+    keys = np.asarray(keys)
+    numeric = keys.dtype.kind in "iu"
+    mask = np.zeros(keys.size, dtype=bool)
+    for start in range(0, keys.size, chunk):
+        part = keys[start : start + chunk].tolist()
+        found = set(model._default_manager.filter(pk__in=part).values_list("pk", flat=True))
+        if not numeric:  # UUIDs and other keys travel as strings (see sources._keys)
+            found = {str(k) for k in found}
+        mask[start : start + len(part)] = [k in found for k in part]
+    return mask
 
 
 def store_personal(
@@ -189,7 +221,7 @@ def publish(run: TrainingRun) -> None:
     if live and live[0][0] != run.pk and live[0][1] > locked.created:
         raise PublishConflict(f"Run #{live[0][0]}, requested after run #{run.pk}, is already live.")
     now = timezone.now()
-    TrainingRun.objects.filter(is_live=True).exclude(pk=run.pk).update(is_live=False)
+    TrainingRun.objects.filter(is_live=True).exclude(pk=run.pk).update(is_live=None)
     TrainingRun.objects.filter(pk=run.pk).update(is_live=True, published=now)
     run.is_live, run.published = True, now
 

@@ -41,6 +41,9 @@ def retrain(self, run_id: int | None = None, evaluate: bool | None = None) -> di
         return {"status": "queued", "id": run.pk}
     try:
         run = services.run_queued(run_id, task_id=self.request.id or "", evaluate=evaluate)
+    except TrainingRun.DoesNotExist as exc:
+        # Sent before the request's transaction committed: try again shortly.
+        raise self.retry(exc=exc, countdown=2, max_retries=5) from exc
     except SoftTimeLimitExceeded:
         return {"id": run_id, "status": TrainingRun.Status.TIMED_OUT}
     if run is None:

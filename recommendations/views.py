@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.http import require_GET
@@ -41,7 +42,10 @@ def me(request: HttpRequest) -> JsonResponse:
 def similar(request: HttpRequest, key: str) -> JsonResponse:
     """``GET /recommendations/similar/<product>/?limit=N``: items like that one."""
     model = apps.get_model(app_settings.ITEM_MODEL)
-    item = model._default_manager.filter(**{app_settings.ITEM_KEY: key}).only("pk").first()
+    try:
+        item = model._default_manager.filter(**{app_settings.ITEM_KEY: key}).only("pk").first()
+    except (ValueError, ValidationError):  # "abc" for an integer key, a malformed UUID
+        item = None
     if item is None:
         raise Http404("No such item")
     items = cache.similar_to(item, _limit(request))

@@ -355,3 +355,40 @@ def models_F(name):
     from django.db.models import F
 
     return F(name)
+
+
+def test_a_failure_after_going_live_never_undoes_it(fast, monkeypatch):
+    planted_store(fans=12)
+
+    def broken_prune(*args, **kwargs):
+        raise RuntimeError("prune failed (injected)")
+
+    monkeypatch.setattr(storage, "prune", broken_prune)
+    run = services.retrain(evaluate=False)
+    assert run.status == "succeeded" and run.is_live
+    assert Recommendation.objects.live().filter(user__isnull=False).count() == run.counts["recommendations"] > 0
+
+
+def test_users_and_books_deleted_during_a_retrain_are_left_out(fast, monkeypatch):
+    store = planted_store(fans=12)
+    from recommendations import sources
+
+    real_build = sources.build
+    gone_user, gone_book = store["users"]["Alpha"][0], store["books"]["Beta"][0]
+    gone_ids = (gone_user.pk, gone_book.pk)
+
+    def build_then_delete(extracted):
+        data = real_build(extracted)
+        OrderLine.objects.filter(book=gone_book).delete()
+        gone_book.delete()
+        gone_user.delete()
+        return data
+
+    monkeypatch.setattr(sources, "build", build_then_delete)
+    run = services.retrain(evaluate=False)
+    assert run.status == "succeeded", run.error
+    assert not Recommendation.objects.filter(user_id=gone_ids[0]).exists()
+    assert not Recommendation.objects.filter(item_id=gone_ids[1]).exists()
+    assert not SimilarItem.objects.filter(similar_id=gone_ids[1]).exists()
+    assert run.counts["recommendations"] == Recommendation.objects.filter(run=run, user__isnull=False).count()
+    assert run.counts["recommendations"] > 20 * 8, "everyone else keeps a full list, minus the deleted book"

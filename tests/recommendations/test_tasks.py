@@ -147,3 +147,29 @@ def test_a_purchase_never_fails_because_the_broker_is_down(store, monkeypatch, d
     with django_capture_on_commit_callbacks(execute=True):
         order = place_order(fan, [store["books"]["Beta"][-1]])
     assert Order.objects.filter(pk=order.pk).exists() and OrderLine.objects.filter(order=order).exists()
+
+
+def test_a_hung_run_past_its_time_limit_is_marked_failed(store, settings):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "TASK_TIME_LIMIT": 60, "STALE_AFTER_SECONDS": 60}
+    hung = services.start_run(trigger="admin")
+    TrainingRun.objects.filter(pk=hung.pk).update(
+        status="running", started=timezone.now() - timedelta(minutes=5), heartbeat=timezone.now()
+    )
+    assert services.mark_stale_runs() == [hung.pk]
+    hung.refresh_from_db()
+    assert hung.status == "failed" and "time limit" in hung.error
+
+
+def test_a_request_inside_the_callers_transaction_is_sent_when_it_commits(store, django_capture_on_commit_callbacks):
+    from django.db import transaction
+
+    sent = []
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        with transaction.atomic():
+            run = services.request_retrain(trigger="admin")
+            sent.append(TrainingRun.objects.get(pk=run.pk).status)
+    assert sent == ["queued"] and callbacks, "nothing is sent before the commit"
+    for callback in callbacks:
+        callback()
+    run.refresh_from_db()
+    assert run.status == "succeeded"

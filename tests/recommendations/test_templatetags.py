@@ -130,3 +130,16 @@ def test_cache_errors_are_survived(live, settings):
     }
     html = render("{% you_might_like user limit=3 %}", user=live["users"]["Alpha"][0])
     assert "You might like" in html
+
+
+def test_a_book_made_unavailable_leaves_cached_boxes(live):
+    fan = live["users"]["Alpha"][0]
+    html = render("{% you_might_like user limit=4 %}", user=fan)
+    from recommendations.api import recommend_for
+
+    first = recommend_for(fan, 4)[0]
+    assert first.title in html
+    first.available = False
+    first.save()  # the save drops every cached box
+    html = render("{% you_might_like user limit=4 %}", user=fan)
+    assert first.title not in html and html.count('class="card"') == 4

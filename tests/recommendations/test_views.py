@@ -55,3 +55,8 @@ def test_similar(client, live):
     assert all(i["product"].startswith("A") for i in data["items"])
     assert client.get(reverse("recommendations:similar", args=["nope"])).status_code == 404
     assert client.get(reverse("recommendations:similar", args=[book.product]), {"limit": "x"}).status_code == 200
+
+
+def test_similar_with_a_malformed_key_is_404(client, live, settings):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "ITEM_KEY": "pk"}
+    assert client.get(reverse("recommendations:similar", args=["abc"])).status_code == 404

@@ -8,6 +8,7 @@ nothing; the soft time limit marks a run timed out.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -111,3 +112,17 @@ def test_soft_time_limit_marks_the_run_timed_out(worker, store):
     assert run.status == "timed_out" and not run.is_live and run.active is None
     previous.refresh_from_db()
     assert previous.is_live
+
+
+def test_the_command_queues_and_waits(worker, store):
+    out = StringIO()
+    call_command("retrain_recommendations", "--no-evaluate", stdout=out)
+    match = re.fullmatch(r"Queued run #(\d+)\.\n", out.getvalue())
+    assert match, out.getvalue()
+    wait_for(lambda: run_status(int(match.group(1))) == "succeeded", 300, "the queued run")
+
+    out, err = StringIO(), StringIO()
+    call_command("retrain_recommendations", "--wait", "--json", "--no-evaluate", stdout=out, stderr=err)
+    data = json.loads(out.getvalue())
+    assert data["status"] == "succeeded" and data["live"] is True
+    assert data["id"] == TrainingRun.objects.live().get().pk

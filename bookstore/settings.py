@@ -158,12 +158,17 @@ REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # django-redis, because it can treat a Redis outage as cache misses
+            # (IGNORE_EXCEPTIONS): the pages keep rendering from the database.
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "bookstore",
             "TIMEOUT": 3600,
+            "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
         }
     }
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+    DJANGO_REDIS_LOGGER = "bookstore.cache"
 else:
     CACHES = {
         "default": {
@@ -193,7 +198,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Fail fast (and tell the user) when the broker is down, instead of blocking a request.
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A retrain not acknowledged this long is handed to a worker again (Redis emulates
+    # acknowledgements); the duplicate finds its run claimed and does nothing.
     "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", str(2 * 3600))),
+    # How often kombu looks for such messages: every interval × throttle seconds.
+    "unacked_restore_interval": int(os.environ.get("CELERY_RESTORE_INTERVAL", "10")),
+    "unacked_restore_throttle": int(os.environ.get("CELERY_RESTORE_THROTTLE", "10")),
     "socket_connect_timeout": 3,
     "socket_timeout": 10,
 }

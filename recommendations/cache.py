@@ -19,7 +19,10 @@ from .models import Recommendation, SimilarItem
 logger = logging.getLogger(__name__)
 
 GEN_KEY = "recommendations:live-run"
-GEN_TIMEOUT = 300  # re-read the live run from rows now and then, should a publish miss the cache
+# How long a process trusts its idea of the live run.  With a shared cache (Redis) a publish
+# updates it at once; with a per-process cache (local memory, several server processes) a
+# run published elsewhere is noticed within this many seconds, at one query per process.
+GEN_TIMEOUT = 30
 
 
 def _cache():
@@ -71,7 +74,7 @@ def user_changed(user_id) -> None:
 def claim(key: str, seconds: int) -> bool:
     """True for the first caller within ``seconds`` (and whenever the cache is down)."""
     try:
-        return bool(_cache().add(key, 1, seconds))
+        return _cache().add(key, 1, seconds) is not False  # None: a cache that ignores its errors
     except Exception:
         return True
 

@@ -22,6 +22,9 @@ PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 PG_TRAILER = struct.pack(">h", -1)
 
 
+PUBLISH_LOCK = 0x7265636F6D6D  # an arbitrary constant naming the "publish" advisory lock
+
+
 class PublishConflict(RuntimeError):
     """The run cannot go live (it is not the newest finished run, or already failed)."""
 
@@ -210,10 +213,17 @@ def store_similar(
 def publish(run: TrainingRun) -> None:
     """Make ``run`` the live run, inside the caller's transaction.
 
-    Rows are locked first (``SELECT … FOR UPDATE`` on PostgreSQL): a run that was marked
-    failed meanwhile (say, by the stale-run check while its worker was thought dead) does
-    not go live, and two publishers cannot interleave.
+    Publishers are serialised (an advisory lock on PostgreSQL; SQLite's write lock) and the
+    run's row is locked (``SELECT … FOR UPDATE``): a run that was marked failed meanwhile
+    (by the stale-run check while its worker was thought dead) does not go live, and an
+    older run never replaces a newer live one.  The unique index on ``is_live`` is the
+    last line: two live runs cannot be committed on any database.
     """
+    if connection.vendor == "postgresql":
+        # Publishers queue here, one at a time, until their transactions end: each then sees
+        # what the previous one did (no live run yet is no row to lock).
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PUBLISH_LOCK])
     locked = TrainingRun.objects.select_for_update().filter(pk=run.pk).first()
     if locked is None or locked.status not in (TrainingRun.Status.RUNNING, TrainingRun.Status.SUCCEEDED):
         raise PublishConflict(f"Run #{run.pk} is {locked.status if locked else 'gone'}; not publishing it.")

@@ -63,6 +63,7 @@ class TrainingData:
     user_attribute_names: list[str] = field(default_factory=list)
     max_history_features: int = 20
     edges: dict = field(default_factory=dict)  # bucket edges of number features
+    weight_clip_quantile: float = 0.99
 
     @property
     def n_users(self) -> int:
@@ -77,7 +78,7 @@ class TrainingData:
         parts = [s for s in self.sources if s.user.size]
         if not parts:
             return combine(np.empty(0), np.empty(0), np.empty(0), np.empty(0), self.n_users, self.n_items)
-        return combine(
+        inter = combine(
             np.concatenate([s.user for s in parts]),
             np.concatenate([s.item for s in parts]),
             np.concatenate([s.weights(scales.get(s.name)) for s in parts]),
@@ -85,6 +86,12 @@ class TrainingData:
             self.n_users,
             self.n_items,
         )
+        # No single pair may weigh more than the heaviest 1 % of pairs do: one customer
+        # reloading a page a million times is one strong interest, not a million.
+        if len(inter) and self.weight_clip_quantile < 1:
+            cap = np.quantile(inter.weight, self.weight_clip_quantile)
+            inter.weight = np.minimum(inter.weight, cap).astype(np.float32)
+        return inter
 
 
 @dataclass(frozen=True)

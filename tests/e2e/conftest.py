@@ -36,8 +36,9 @@ def free_port() -> int:
 class Site:
     """migrate, seed_demo, a first training, then gunicorn (and a worker when REDIS_URL is set)."""
 
-    def __init__(self, workdir: Path, production: bool) -> None:
-        self.workdir, self.production = workdir, production
+    def __init__(self, workdir: Path, production: bool, *, redis_url: str | None = None, worker: bool = True,
+                 size: tuple[int, int, int] = (600, 400, 20000), env: dict | None = None) -> None:  # fmt: skip
+        self.workdir, self.production, self.with_worker, self.size = workdir, production, worker, size
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: list[subprocess.Popen] = []
@@ -54,9 +55,10 @@ class Site:
             "STATIC_ROOT": str(workdir / "static"),
             "CELERY_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
         }
+        self.env.update(env or {})
         if production:
             self.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{self.pg_name}"
-            self.env["REDIS_URL"] = settings.REDIS_URL
+            self.env["REDIS_URL"] = redis_url or settings.REDIS_URL
         else:
             self.env["DATABASE_URL"] = f"sqlite:///{workdir / 'site.sqlite3'}"
 
@@ -74,7 +76,8 @@ class Site:
                 conn.execute(f'CREATE DATABASE "{self.pg_name}"')
         self.manage("migrate", "--noinput")
         self.manage("collectstatic", "--noinput")  # DEBUG off: static files as a deployment has them
-        self.manage("seed_demo", "--users", "600", "--books", "400", "--interactions", "20000")
+        users, books, interactions = self.size
+        self.manage("seed_demo", "--users", str(users), "--books", str(books), "--interactions", str(interactions))
         self.manage("retrain_recommendations", "--sync", "--no-evaluate")
         log = open(ARTIFACTS / "e2e" / "server.log", "a")
         self.processes.append(subprocess.Popen(
@@ -82,7 +85,7 @@ class Site:
              "--threads", "4", "--timeout", "300"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         ))  # fmt: skip
-        if self.production:
+        if self.production and self.with_worker:
             self.processes.append(subprocess.Popen(
                 [str(BIN / "celery"), "-A", "bookstore", "worker", "--concurrency=1", "--loglevel=INFO",
                  "-Q", self.env["CELERY_QUEUE"], "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle"],
@@ -98,6 +101,18 @@ class Site:
             except OSError:
                 time.sleep(0.3)
         raise RuntimeError("the site did not start; see test-artifacts/e2e/server.log")
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Read the site's database directly (``%s`` placeholders)."""
+        if self.production:
+            import psycopg
+
+            with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.pg_name}") as conn:
+                return conn.execute(sql, params).fetchall()
+        import sqlite3
+
+        with sqlite3.connect(self.workdir / "site.sqlite3", timeout=30) as conn:
+            return conn.execute(sql.replace("%s", "?"), params).fetchall()
 
     def stop(self) -> None:
         for proc in self.processes:

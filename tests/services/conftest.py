@@ -28,8 +28,10 @@ def database_url() -> str:
 
 
 class Worker:
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, *, concurrency: int = 1, env: dict | None = None) -> None:
         self.log = log
+        self.concurrency = concurrency
+        self.extra_env = env or {}
         self.name = f"w{uuid.uuid4().hex[:6]}@%h"
         self.proc: subprocess.Popen | None = None
 
@@ -42,9 +44,10 @@ class Worker:
             "TEST_CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
             "TEST_HEARTBEAT_SECONDS": "1",
             "TEST_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            **self.extra_env,
         }
         self.proc = subprocess.Popen(
-            [CELERY, "-A", "bookstore", "worker", "--concurrency=1", "--loglevel=INFO", "-n", self.name,
+            [CELERY, "-A", "bookstore", "worker", f"--concurrency={self.concurrency}", "--loglevel=INFO", "-n", self.name,
              "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=open(self.log, "a"), stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -67,12 +70,16 @@ class Worker:
                 self.proc.wait()
 
 
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+def require_production_path() -> None:
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         from tests.conftest import missing_service
 
         missing_service("needs the production path: DATABASE_URL=postgres://… and REDIS_URL=redis://…")
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    require_production_path()
     ARTIFACTS.mkdir(exist_ok=True)
     w = Worker(ARTIFACTS / f"worker-{uuid.uuid4().hex[:6]}.log")
     with django_db_blocker.unblock():

@@ -162,7 +162,7 @@ if REDIS_URL:
             # (IGNORE_EXCEPTIONS): the pages keep rendering from the database.
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "bookstore",
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "bookstore"),
             "TIMEOUT": 3600,
             "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
         }

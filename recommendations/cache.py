@@ -48,9 +48,22 @@ def _set(key: str, value, timeout: int | None = None) -> None:
 CATALOGUE_KEY = "recommendations:catalogue-version"
 
 
-def published(run_id: int) -> None:
+def generation(run_id: int, created) -> str:
+    """A run's name in cache keys: its id and when it was created, so that a database
+    recreated with a Redis that kept its keys (ids start again at 1) never meets old ones."""
+    return f"{run_id}.{int(created.timestamp())}"
+
+
+def published(gen: str) -> None:
     """A run went live: every cached list of older runs is now out of date."""
-    _set(GEN_KEY, run_id, GEN_TIMEOUT)
+    _set(GEN_KEY, gen, GEN_TIMEOUT)
+
+
+def _run_id(gen) -> int:
+    try:
+        return int(str(gen).split(".", 1)[0])
+    except ValueError:
+        return -1
 
 
 def _new_version() -> str:
@@ -100,7 +113,7 @@ def _versions(found: dict, keys: list[str]) -> list[str]:
 
 
 def _read(key_tail: str, extra_keys: list[str], load):
-    """``load()`` returns ``(value, run_id)``; cached under the live run's generation and the
+    """``load()`` returns ``(value, generation)``; cached under the live run's generation and the
     given version keys (the catalogue's, the customer's)."""
     version_keys = [CATALOGUE_KEY, *extra_keys]
     found = _get_many([GEN_KEY, *version_keys])
@@ -114,12 +127,12 @@ def _read(key_tail: str, extra_keys: list[str], load):
         hit = (_get_many([key]) or {}).get(key)
         if hit is not None:
             return hit
-    value, run_id = load()
-    if run_id is not None:
-        if gen != run_id:
-            if gen is None or (isinstance(gen, int) and run_id > gen):
-                published(run_id)  # never move the generation back to an older run
-            key = f"recommendations:{run_id}:{key_tail}:{parts}"
+    value, loaded = load()
+    if loaded is not None:
+        if gen != loaded:
+            if gen is None or _run_id(loaded) > _run_id(gen):
+                published(loaded)  # never move the generation back to an older run
+            key = f"recommendations:{loaded}:{key_tail}:{parts}"
         _set(key, value)
     return value
 
@@ -130,9 +143,8 @@ def recommendations_for(user, limit: int) -> tuple[list, bool]:
 
     def load():
         rows = Recommendation.objects.for_user(user).top(limit)
-        run_id = rows[0].run_id if rows else None
         personal = any(row.user_id is not None for row in rows)
-        return ([row.item for row in rows], personal), run_id
+        return ([row.item for row in rows], personal), (generation(rows[0].run_id, rows[0].run_created) if rows else None)
 
     if authenticated:
         return _read(f"user:{user.pk}:{limit}", [f"recommendations:user-version:{user.pk}"], load)
@@ -144,6 +156,6 @@ def similar_to(item, limit: int) -> list:
 
     def load():
         rows = list(SimilarItem.objects.for_item(pk)[:limit])
-        return [row.similar for row in rows], (rows[0].run_id if rows else None)
+        return [row.similar for row in rows], (generation(rows[0].run_id, rows[0].run_created) if rows else None)
 
     return _read(f"similar:{pk}:{limit}", [], load)

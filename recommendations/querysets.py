@@ -48,7 +48,8 @@ class TrainingRunQuerySet(models.QuerySet):
 
 class RecommendationQuerySet(models.QuerySet):
     def live(self):
-        return self.filter(run__is_live=True)
+        # run_created names the run in cache keys (see cache.generation); the join is there anyway.
+        return self.filter(run__is_live=True).annotate(run_created=F("run__created"))
 
     def popular(self, kind: str = "popular"):
         """The live popular list (``"popular"`` overall, ``"recent"`` lately)."""
@@ -89,7 +90,7 @@ class RecommendationQuerySet(models.QuerySet):
 
 class SimilarItemQuerySet(models.QuerySet):
     def live(self):
-        return self.filter(run__is_live=True)
+        return self.filter(run__is_live=True).annotate(run_created=F("run__created"))
 
     def for_item(self, item):
         """Items like ``item`` in the live run, best first."""

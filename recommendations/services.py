@@ -351,7 +351,7 @@ def _store_and_publish(run: TrainingRun, data, lists: dict, artifact: str, rec: 
                 )  # fmt: skip
                 run.stage_seconds, run.active = rec.seconds, None
                 run.save(update_fields=RUN_FIELDS)
-                transaction.on_commit(lambda: cache.published(run.pk))
+                transaction.on_commit(lambda: cache.published(cache.generation(run.pk, run.created)))
             return
         except IntegrityError:
             if attempt == 2:

@@ -46,3 +46,15 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         missing_service(f"Redis at {url} does not answer: {exc}")
     return url
+
+
+@pytest.fixture(autouse=True)
+def _fresh_local_cache():
+    """Each test starts with an empty local-memory cache: SQLite reuses the ids of rolled-back
+    rows, so a run or a customer of one test could otherwise meet another test's entries.
+    (A Redis cache is left alone: it also carries the broker's messages.)"""
+    from django.core.cache import caches
+
+    for alias in settings.CACHES:
+        if settings.CACHES[alias]["BACKEND"].endswith("LocMemCache"):
+            caches[alias].clear()

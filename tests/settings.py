@@ -18,8 +18,11 @@ STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.s
 MEDIA_ROOT = os.environ.get("TEST_MEDIA_ROOT", "/tmp/bookstore-test-media")
 STORAGES["default"] = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}}
 if CACHES["default"]["BACKEND"].endswith("RedisCache"):  # noqa: F405
-    # Keep test keys apart from a running site's.
-    CACHES["default"]["KEY_PREFIX"] = "bookstore-tests"  # noqa: F405
+    # Keep test keys apart from a running site's, and from earlier test runs (their test
+    # databases reused the same ids); a worker started by a test is given the same prefix.
+    import uuid
+
+    CACHES["default"]["KEY_PREFIX"] = os.environ.get("TEST_CACHE_PREFIX") or f"bookstore-tests-{uuid.uuid4().hex[:8]}"  # noqa: F405
 
 # Background work in tests: a worker started by a test gets a queue of its own (so that
 # nothing else on the shared broker interferes) and beats every second when asked to.

@@ -20,7 +20,7 @@ from . import evaluate as ev
 from .ids import IdMap
 from .matrices import DataError, Interactions, combine, history_affinities, item_features, user_features
 from .scoring import popularity
-from .train import Hyper, Representations, fit_warm, representations
+from .train import Hyper, Representations, WarmTrainer, fit_warm, representations
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def train(
     final_hyper = hyper.with_(**chosen.hyper, epochs=epochs)
     inter = data.interactions(chosen.source_scales)
     ufeat, ifeat, unames, inames = matrices_for(data, inter, chosen)
-    model = fit_warm(inter, ufeat, ifeat, final_hyper, on_epoch=lambda e: progress("fit", e / final_hyper.epochs))
+    model = fit_warm(inter, ufeat, ifeat, final_hyper, on_epoch=lambda e: progress("fit", e / final_hyper.epochs), steps=5)
     reps = representations(model, ufeat, ifeat)
     seconds["fit"] = time.perf_counter() - started
     metrics["chosen"] = {"candidate": chosen.name, "epochs": epochs}
@@ -232,35 +232,59 @@ def _select(data, hyper, candidates, settings, test_mask, eval_users, metrics, p
         "evaluated_users": int(eval_users.size),
     }
 
+    # Successive halving: every candidate trains to the first checkpoint; the better half
+    # goes on to the next, and so on; a candidate whose metric fell since its last
+    # checkpoint (it is overfitting) stops there.  The best (candidate, epochs) seen wins.
+    trainers: dict[int, WarmTrainer] = {}
+    last_score: dict[int, float] = {}
     best = None
+    plans = []
     for i, cand in enumerate(candidates):
         cand_hyper = hyper.with_(**cand.hyper)
-        cand_checkpoints = sorted({max(1, int(round(s * cand_hyper.epochs))) for s in settings.checkpoints})
-        inter = data.interactions(cand.source_scales)
-        if not np.array_equal(inter.user, base.user) or not np.array_equal(inter.item, base.item):
-            raise ValueError(f"candidate {cand.name!r}: every source scale must be positive")
-        train_i = inter.subset(~test_mask)
-        ufeat, ifeat, _, _ = matrices_for(data, train_i, cand)
-        started = time.perf_counter()
-
-        def at_checkpoint(epoch, model, cand=cand, ufeat=ufeat, ifeat=ifeat):
-            nonlocal best
-            reps = representations(model, ufeat, ifeat)
+        plans.append(sorted({max(1, int(round(s * cand_hyper.epochs))) for s in settings.checkpoints}))
+    total = sum(plan[-1] for plan in plans) or 1
+    done = 0
+    alive = list(range(len(candidates)))
+    for step in range(max(len(p) for p in plans)):
+        scores = {}
+        for i in alive:
+            if step >= len(plans[i]):
+                continue
+            cand = candidates[i]
+            if i not in trainers:
+                inter = data.interactions(cand.source_scales)
+                if not np.array_equal(inter.user, base.user) or not np.array_equal(inter.item, base.item):
+                    raise ValueError(f"candidate {cand.name!r}: every source scale must be positive")
+                train_i = inter.subset(~test_mask)
+                ufeat, ifeat, _, _ = matrices_for(data, train_i, cand)
+                trainers[i] = WarmTrainer(train_i, ufeat, ifeat, hyper.with_(**cand.hyper))
+            trainer = trainers[i]
+            started = time.perf_counter()
+            before = trainer.epochs
+            trainer.advance(plans[i][step])
+            done += trainer.epochs - before
+            progress("evaluate", done / total)
+            reps = trainer.representations()
             m = ev.evaluate(
                 reps.user_vectors, reps.item_vectors, reps.item_biases, train_matrix, test_matrix,
                 k=k, users=eval_users, allowed=data.allowed,
             )  # fmt: skip
-            row = {"candidate": cand.name, "epochs": epoch, **m.as_dict(k),
+            row = {"candidate": cand.name, "epochs": trainer.epochs, **m.as_dict(k),
                    "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
             metrics["candidates"].append(row)
-            logger.info("candidate %s @%d epochs: %s=%.4f", cand.name, epoch, key, row[key])
+            logger.info("candidate %s @%d epochs: %s=%.4f", cand.name, trainer.epochs, key, row[key])
             if best is None or row[key] > best[0][key]:
-                best = (row, cand, epoch)
-
-        fit_warm(
-            train_i, ufeat, ifeat, cand_hyper, checkpoints=cand_checkpoints, on_checkpoint=at_checkpoint,
-            on_epoch=lambda e, i=i, n=cand_hyper.epochs: progress("evaluate", (i + e / n) / len(candidates)),
-        )  # fmt: skip
+                best = (row, cand, trainer.epochs)
+            scores[i] = row[key]
+        ranked = sorted(scores, key=lambda i: (-scores[i], i))
+        keep = ranked[: max(1, (len(ranked) + 1) // 2)]
+        alive = [i for i in keep if scores[i] >= last_score.get(i, -np.inf)]
+        last_score.update(scores)
+        for i in list(trainers):
+            if i not in alive:
+                del trainers[i]  # free its model and matrices
+        if not alive:
+            break
     row, cand, epoch = best
     metrics["model"] = {kk: v for kk, v in row.items() if kk not in {"candidate", "epochs", "seconds"}}
     if row[key] <= metrics["popularity"][key]:

@@ -145,40 +145,84 @@ def representations(model, user_features: sp.csr_matrix, item_features: sp.csr_m
     )
 
 
-def fit_warm(
-    interactions: Interactions,
-    user_features: sp.csr_matrix,
-    item_features: sp.csr_matrix,
-    hyper: Hyper,
-    **kwargs,
-):
-    """:func:`fit` on the items that have interactions only.
+class WarmTrainer:
+    """LightFM trained on the items that have interactions only, one stretch at a time.
 
     WARP samples its negatives among all the items it is given; a book nobody has bought
     yet would be everybody's negative, and the features only it carries (a new author)
     would learn to push it down: new books would never be recommended.  So cold books stay
     out of training and get their representation afterwards, from the features they share
-    with trained books (:func:`representations`).
+    with trained books (:meth:`representations`).
+
+    ``advance(epochs)`` continues training up to ``epochs`` in total, so a caller can look
+    at the model between stretches (and stop early).
     """
-    warm = np.bincount(interactions.item, minlength=interactions.n_items) > 0
-    warm_rows = np.flatnonzero(warm)
-    remap = np.full(interactions.n_items, -1, dtype=np.int64)
-    remap[warm_rows] = np.arange(warm_rows.size)
-    warm_inter = Interactions(
-        interactions.user, remap[interactions.item], interactions.weight, interactions.time,
-        interactions.n_users, int(warm_rows.size),
-    )  # fmt: skip
-    warm_features = item_features[warm_rows]
-    trained = np.asarray(warm_features.getnnz(axis=0)).ravel() > 0
-    on_checkpoint = kwargs.pop("on_checkpoint", None)
 
-    def checkpoint(epoch, model):
-        model.trained_item_features_ = trained
-        on_checkpoint(epoch, model)
+    def __init__(self, interactions: Interactions, user_features: sp.csr_matrix, item_features: sp.csr_matrix,
+                 hyper: Hyper) -> None:  # fmt: skip
+        check_finite("user features", user_features.data)
+        check_finite("item features", item_features.data)
+        check_finite("interaction weights", interactions.weight)
+        warm = np.bincount(interactions.item, minlength=interactions.n_items) > 0
+        warm_rows = np.flatnonzero(warm)
+        remap = np.full(interactions.n_items, -1, dtype=np.int64)
+        remap[warm_rows] = np.arange(warm_rows.size)
+        warm_inter = Interactions(
+            interactions.user, remap[interactions.item], interactions.weight, interactions.time,
+            interactions.n_users, int(warm_rows.size),
+        )  # fmt: skip
+        self.matrix, self.weights = warm_inter.for_lightfm()
+        self.user_features = user_features
+        self.item_features = item_features
+        self.warm_features = item_features[warm_rows]
+        self.hyper = hyper
+        self.model = new_model(hyper)
+        self.model.trained_item_features_ = np.asarray(self.warm_features.getnnz(axis=0)).ravel() > 0
+        self.epochs = 0
 
-    model = fit(warm_inter, user_features, warm_features, hyper, on_checkpoint=checkpoint if on_checkpoint else None, **kwargs)
-    model.trained_item_features_ = trained
-    return model
+    def advance(self, epochs: int) -> None:
+        if epochs <= self.epochs:
+            return
+        try:
+            self.model.fit_partial(
+                self.matrix,
+                user_features=self.user_features,
+                item_features=self.warm_features,
+                sample_weight=self.weights,
+                epochs=epochs - self.epochs,
+                num_threads=self.hyper.num_threads,
+            )
+        except ValueError as exc:
+            if "finite" in str(exc):
+                raise ModelDiverged(
+                    f"Training diverged before epoch {epochs}: {exc} "
+                    f"(learning rate {self.hyper.learning_rate}; try a smaller one)."
+                ) from exc
+            raise
+        self.epochs = epochs
+
+    def representations(self) -> Representations:
+        return representations(self.model, self.user_features, self.item_features)
+
+
+def fit_warm(
+    interactions: Interactions,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    hyper: Hyper,
+    *,
+    on_epoch: Callable[[int], None] | None = None,
+    steps: int = 1,
+):
+    """Train a :class:`WarmTrainer` for ``hyper.epochs`` epochs (reporting ``steps`` times) and
+    return its model."""
+    trainer = WarmTrainer(interactions, user_features, item_features, hyper)
+    marks = sorted({max(1, round(hyper.epochs * (i + 1) / steps)) for i in range(steps)})
+    for epoch in marks:
+        trainer.advance(epoch)
+        if on_epoch:
+            on_epoch(epoch)
+    return trainer.model
 
 
 def check_finite(what: str, values: np.ndarray) -> None:

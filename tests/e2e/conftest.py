@@ -54,6 +54,7 @@ class Site:
             "MEDIA_ROOT": str(workdir / "media"),
             "STATIC_ROOT": str(workdir / "static"),
             "CELERY_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
+            "CACHE_KEY_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",  # a fresh database: fresh ids, so fresh keys
         }
         self.env.update(env or {})
         if production:

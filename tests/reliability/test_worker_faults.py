@@ -71,14 +71,15 @@ def test_a_retrain_redelivered_after_the_visibility_timeout_runs_once(transactio
     require_production_path()
     call_command("seed_demo", "--users", "2500", "--books", "1000", "--interactions", "90000", stdout=StringIO())
     log = ARTIFACTS / f"worker-redelivery-{uuid.uuid4().hex[:6]}.log"
+    queue = f"redelivery-{uuid.uuid4().hex[:8]}"  # its own queue: no other worker may take the copy
     redelivering = Worker(
-        log, concurrency=2,
+        log, concurrency=2, queue=queue,
         env={"CELERY_VISIBILITY_TIMEOUT": "2", "CELERY_RESTORE_INTERVAL": "1", "CELERY_RESTORE_THROTTLE": "1"},
     )  # fmt: skip
     redelivering.start()
     try:
         run = services.start_run(trigger="beat")
-        result = tasks.retrain.apply_async(args=[run.pk, True])
+        result = tasks.retrain.apply_async(args=[run.pk, True], queue=queue)
         wait_for(lambda: status_of(run.pk) not in ("queued", "running"), 600, "the retrain")
         wait_for(lambda: "duplicate delivery ignored" in log.read_text(), 60, "the redelivered copy", interval=1)
     finally:

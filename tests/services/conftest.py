@@ -28,8 +28,9 @@ def database_url() -> str:
 
 
 class Worker:
-    def __init__(self, log: Path, *, concurrency: int = 1, env: dict | None = None) -> None:
+    def __init__(self, log: Path, *, concurrency: int = 1, env: dict | None = None, queue: str | None = None) -> None:
         self.log = log
+        self.queue = queue or settings.CELERY_TASK_DEFAULT_QUEUE
         self.concurrency = concurrency
         self.extra_env = env or {}
         self.name = f"w{uuid.uuid4().hex[:6]}@%h"
@@ -41,14 +42,15 @@ class Worker:
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "DATABASE_URL": database_url(),
             "REDIS_URL": settings.REDIS_URL,
-            "TEST_CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+            "TEST_CELERY_QUEUE": self.queue,
+            "TEST_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
             "TEST_HEARTBEAT_SECONDS": "1",
             "TEST_MEDIA_ROOT": str(settings.MEDIA_ROOT),
             **self.extra_env,
         }
         self.proc = subprocess.Popen(
             [CELERY, "-A", "bookstore", "worker", f"--concurrency={self.concurrency}", "--loglevel=INFO", "-n", self.name,
-             "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle", "--without-heartbeat"],
+             "-Q", self.queue, "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=open(self.log, "a"), stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         prefix = self.name.split("@")[0] + "@"

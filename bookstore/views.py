@@ -64,7 +64,7 @@ def book_detail(request: HttpRequest, product: str) -> HttpResponse:
         record_view(request.user, book)
     more_by_author = []
     if book.author_id:
-        more_by_author = Book.objects.available().filter(author_id=book.author_id).exclude(pk=book.pk)[:4]
+        more_by_author = Book.objects.available().select_related("author").filter(author_id=book.author_id).exclude(pk=book.pk)[:4]
     return render(request, "bookstore/book_detail.html", {"book": book, "more_by_author": more_by_author})
 
 

@@ -137,25 +137,51 @@ def _read(key_tail: str, extra_keys: list[str], load):
     return value
 
 
+def _user_keys(user) -> tuple[str, list[str]]:
+    if user is not None and getattr(user, "is_authenticated", False):
+        return f"user:{user.pk}", [f"recommendations:user-version:{user.pk}"]
+    return "popular", []
+
+
+def _load_for_user(user, limit: int):
+    rows = Recommendation.objects.for_user(user).top(limit)
+    personal = any(row.user_id is not None for row in rows)
+    gen = generation(rows[0].run_id, rows[0].run_created) if rows else None
+    return ([row.item for row in rows], personal), gen
+
+
+def _load_similar(pk, limit: int):
+    rows = list(SimilarItem.objects.for_item(pk)[:limit])
+    return [row.similar for row in rows], (generation(rows[0].run_id, rows[0].run_created) if rows else None)
+
+
 def recommendations_for(user, limit: int) -> tuple[list, bool]:
     """``(items, personal)``: the customer's picks (or the popular list, ``personal`` False)."""
-    authenticated = user is not None and getattr(user, "is_authenticated", False)
-
-    def load():
-        rows = Recommendation.objects.for_user(user).top(limit)
-        personal = any(row.user_id is not None for row in rows)
-        return ([row.item for row in rows], personal), (generation(rows[0].run_id, rows[0].run_created) if rows else None)
-
-    if authenticated:
-        return _read(f"user:{user.pk}:{limit}", [f"recommendations:user-version:{user.pk}"], load)
-    return _read(f"popular:{limit}", [], load)
+    who, versions = _user_keys(user)
+    return _read(f"{who}:{limit}", versions, lambda: _load_for_user(user, limit))
 
 
 def similar_to(item, limit: int) -> list:
     pk = getattr(item, "pk", item)
+    return _read(f"similar:{pk}:{limit}", [], lambda: _load_similar(pk, limit))
+
+
+def rendered_for_user(name: str, user, limit: int, render) -> str:
+    """A box's HTML for ``user``, cached like the list it shows: ``render(items, personal)``."""
+    who, versions = _user_keys(user)
 
     def load():
-        rows = list(SimilarItem.objects.for_item(pk)[:limit])
-        return [row.similar for row in rows], (generation(rows[0].run_id, rows[0].run_created) if rows else None)
+        (items, personal), gen = _load_for_user(user, limit)
+        return render(items, personal), gen
 
-    return _read(f"similar:{pk}:{limit}", [], load)
+    return _read(f"html:{name}:{who}:{limit}", versions, load)
+
+
+def rendered_similar(name: str, item, limit: int, render) -> str:
+    pk = getattr(item, "pk", item)
+
+    def load():
+        items, gen = _load_similar(pk, limit)
+        return render(items), gen
+
+    return _read(f"html:{name}:{pk}:{limit}", [], load)

@@ -93,6 +93,8 @@ DEFAULTS: dict[str, Any] = {
     "WRITE_BATCH": 5000,  # rows per bulk insert (PostgreSQL uses COPY)
     "CACHE_ALIAS": "default",
     "CACHE_TIMEOUT": 3600,
+    # Cache the boxes' rendered HTML too (turn off if your box templates show per-request data).
+    "CACHE_RENDERED_BOXES": True,
     # Background work -----------------------------------------------------------------------
     "HEARTBEAT_SECONDS": 30,  # a running retrain writes a sign of life this often
     "STALE_AFTER_SECONDS": 300,  # a running run silent this long is marked failed (worker lost)

@@ -113,11 +113,18 @@ class ListKind(models.TextChoices):
 class Recommendation(models.Model):
     """One item in a list: a customer's (``user`` set) or a popular list (``user`` empty)."""
 
-    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="+")
+    # No database-level foreign keys on the list tables: PostgreSQL would check each of a
+    # run's million rows at commit, which costs more than writing them.  Deleting a user or
+    # an item through the ORM still deletes their rows (Django cascades in Python); a run
+    # leaves out users and items deleted before it writes; the read query joins the items,
+    # so a row whose item vanished otherwise is never shown.  Indexes that a composite
+    # index below already covers are left out too.
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
-    item = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+")
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        db_constraint=False, db_index=False,
+    )  # fmt: skip
+    item = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+", db_constraint=False)
     kind = models.CharField(max_length=10, choices=ListKind.choices, default=ListKind.PERSONAL)
     rank = models.PositiveIntegerField()
     score = models.FloatField()
@@ -154,9 +161,11 @@ class PopularItem(Recommendation):
 
 
 class SimilarItem(models.Model):
-    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="+")
-    item = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+")
-    similar = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+")
+    # Database-level keys and covered indexes left out, as for Recommendation.
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    item = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+", db_constraint=False,
+                             db_index=False)  # fmt: skip
+    similar = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+", db_constraint=False)
     rank = models.PositiveIntegerField()
     score = models.FloatField()
 

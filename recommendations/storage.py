@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import numpy as np
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db import connection, transaction
+from django.db import connection, reset_queries, transaction
 from django.utils import timezone
 
 from .conf import app_settings
@@ -131,6 +131,7 @@ def write_rows(model, data: dict[str, object], n: int) -> int:
     with connection.cursor() as cursor:
         for start in range(0, n, batch):
             cursor.executemany(sql, list(_rows(data, names, start, min(start + batch, n))))
+            reset_queries()  # with DEBUG on, Django would keep every batch's parameters
     return n
 
 

@@ -7,41 +7,46 @@ scored in chunks: one matrix product per chunk, then a top-k selection.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-BLOCK = 64  # columns per block in the block-max top-k selection
+def group_size(m: int, k: int) -> int:
+    """Members per group in :func:`top_k` for ``m`` columns: about sqrt(m / k), which
+    balances the work on group maxima against the work on the candidates."""
+    return max(1, int(round(math.sqrt(m / max(k, 1)))))
 
 
-def top_k(scores: np.ndarray, k: int, *, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Column indices and values of the ``k`` largest entries of each row, best first.
 
-    A plain ``argpartition`` over every row costs ten times the matrix product that made
-    the scores (it is not vectorised across columns).  So: split each row into blocks of
-    ``block`` columns and take each block's maximum (a fast SIMD reduction); the row's top
-    ``k`` entries all lie in the ``k`` blocks with the largest maxima (if an entry lies in
-    another block, the top ``k`` blocks hold ``k`` larger entries); select within those.
-    Rows with fewer than ``k`` finite entries return ``-inf`` values at the end.
+    A plain ``argpartition`` over every row costs several times the matrix product that
+    made the scores.  So the columns are dealt into ``G`` groups of ``b`` (column ``j``
+    joins group ``j % G``: viewed as ``(n, b, G)``, each group's maximum is an elementwise
+    maximum of ``b`` contiguous slabs, which numpy vectorises); a row's top ``k`` entries
+    all lie in its ``k`` groups with the largest maxima (were one elsewhere, those ``k``
+    groups would hold ``k`` larger entries); the selection then runs on ``k × b`` candidates.
+    Hand-written because numpy has no partial sort across rows that avoids a full pass of
+    ``argpartition``.  Rows with fewer than ``k`` finite entries end in ``-inf`` values.
     """
     n, m = scores.shape
     k = min(k, m)
     if k <= 0 or n == 0:
         return np.empty((n, 0), dtype=np.int64), np.empty((n, 0), dtype=scores.dtype)
-    if m <= 8 * block or k * block * 4 >= m:
-        cand_cols = None
-        cand = scores
+    b = group_size(m, k)
+    if b >= 4 and 2 * k * b < m:
+        groups = -(-m // b)
+        if groups * b != m:  # pad to whole groups; score_users hands over padded rows already
+            scores = np.pad(scores, ((0, 0), (0, groups * b - m)), constant_values=-np.inf)
+        group_max = scores.reshape(n, b, groups).max(axis=1)
+        best = np.argpartition(group_max, groups - k, axis=1)[:, groups - k :]
+        cand_cols = (best[:, :, None] + groups * np.arange(b)[None, None, :]).reshape(n, k * b)
+        cand = np.take_along_axis(scores, cand_cols, axis=1)
     else:
-        pad = (-m) % block
-        padded = scores if pad == 0 else np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
-        n_blocks = padded.shape[1] // block
-        block_max = padded.reshape(n, n_blocks, block).max(axis=2)
-        kb = min(k, n_blocks)
-        best_blocks = np.argpartition(block_max, n_blocks - kb, axis=1)[:, n_blocks - kb :]
-        cand_cols = (best_blocks[:, :, None] * block + np.arange(block)).reshape(n, kb * block)
-        cand = np.take_along_axis(padded, cand_cols, axis=1)
+        cand_cols, cand = None, scores
     width = cand.shape[1]
     part = np.argpartition(cand, width - k, axis=1)[:, width - k :] if k < width else np.tile(np.arange(width), (n, 1))
     values = np.take_along_axis(cand, part, axis=1)
@@ -90,7 +95,16 @@ def score_users(
     if cand.items.size == 0:
         return
     # The item bias rides along as one more column of the product: one BLAS call per chunk.
+    # Padding items (zero vector, bias -inf) round the columns up to whole groups of
+    # top_k, so that it selects from the product's own output without copying it.
     items = np.hstack([item_vectors[cand.items], item_biases[cand.items, None]]).astype(np.float32)
+    n_cand = items.shape[0]
+    b = group_size(n_cand, k)
+    pad = (-n_cand) % b
+    if pad:
+        filler = np.zeros((pad, items.shape[1]), np.float32)
+        filler[:, -1] = -np.inf
+        items = np.vstack([items, filler])
     items_t = np.ascontiguousarray(items.T)
     rows_all = np.arange(user_vectors.shape[0]) if users is None else np.asarray(users, dtype=np.int64)
     for start in range(0, rows_all.size, batch):
@@ -104,7 +118,7 @@ def score_users(
             ok = c >= 0
             scores[r[ok], c[ok]] = -np.inf
         cols, values = top_k(scores, k)
-        item_rows = np.where(np.isfinite(values), cand.items[cols], -1)
+        item_rows = np.where(np.isfinite(values), cand.items[np.minimum(cols, n_cand - 1)], -1)
         yield rows, item_rows, values + user_biases[rows, None]
 
 

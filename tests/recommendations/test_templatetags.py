@@ -93,19 +93,27 @@ def test_unknown_book_and_no_live_run_render_nothing(db, django_assert_max_num_q
 def test_an_error_inside_the_tag_renders_the_fallback_not_an_error_page(live, monkeypatch, caplog):
     from recommendations import cache as rcache
 
-    real = rcache.recommendations_for
+    real = rcache._load_for_user
 
     def broken(user, limit):
         if user is not None:
             raise RuntimeError("injected failure")
         return real(user, limit)
 
-    monkeypatch.setattr(rcache, "recommendations_for", broken)
+    monkeypatch.setattr(rcache, "_load_for_user", broken)
     html = render("{% you_might_like user limit=3 %}", user=live["users"]["Alpha"][0])
     assert "Popular right now" in html
     assert "injected failure" in caplog.text
-    monkeypatch.setattr(rcache, "similar_to", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(rcache, "_load_similar", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
     assert render("{% similar_items book %}", book=live["books"]["Alpha"][0]).strip() == ""
+
+
+def test_without_cached_html_the_lists_are_still_cached(live, settings, django_assert_num_queries):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "CACHE_RENDERED_BOXES": False}
+    fan = live["users"]["Alpha"][0]
+    html = render("{% you_might_like user limit=4 %}", user=fan)
+    with django_assert_num_queries(0):
+        assert render("{% you_might_like user limit=4 %}", user=fan) == html
 
 
 def test_the_cache_is_per_customer_and_per_run(live):

@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import reset_queries, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.text import slugify
@@ -170,6 +170,7 @@ class Command(BaseCommand):
                 if len(chunk) >= CHUNK:
                     self._write_chunk(chunk, batch, book_ids, user_ids, summary)
                     chunk = []
+                    reset_queries()  # with DEBUG on, Django would keep every bulk INSERT's SQL
             if chunk:
                 self._write_chunk(chunk, batch, book_ids, user_ids, summary)
         batch.finished = timezone.now()

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import reset_queries, transaction
 from django.utils.text import slugify
 
 from bookstore.demo import DemoStore
@@ -179,6 +179,7 @@ class Command(BaseCommand):
                 OrderLine.objects.bulk_create(lines, batch_size=BATCH)
                 counts["orders"] += len(orders)
                 counts["lines"] += len(lines)
+            reset_queries()  # with DEBUG on, Django would keep every bulk INSERT's SQL
             if stop < store.n_users and store.n_users > 20000:
                 self.stderr.write(f"  customers {stop}/{store.n_users}", ending="\r")
         return counts

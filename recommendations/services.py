@@ -120,7 +120,10 @@ def start_run(*, trigger: str = "", user=None, status: str = TrainingRun.Status.
                 trigger=trigger, status=status, requested_by=user if getattr(user, "pk", None) else None
             )
     except IntegrityError:
-        raise AlreadyRunning(TrainingRun.objects.filter(active=True).first()) from None
+        running = TrainingRun.objects.filter(active=True).first()
+        if running is None:  # not the one-run-in-flight index: a real error
+            raise
+        raise AlreadyRunning(running) from None
 
 
 def request_retrain(*, trigger: str, user=None, evaluate: bool | None = None) -> TrainingRun:

@@ -14,6 +14,74 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+def _compile_top_k():
+    """The per-row heap selection, compiled by numba (None when numba is not installed).
+
+    Written by hand because neither numpy nor scipy selects the top k of many rows at once
+    without a full ``argpartition`` pass per row, which costs several times the matrix
+    product; numba compiles this loop.
+    """
+    try:
+        from numba import njit
+    except ImportError:  # pragma: no cover - numba is a dependency; the fallback is tested
+        return None
+
+    @njit(cache=True, nogil=True)
+    def top_k_rows(scores, k, out_idx, out_val):  # pragma: no cover - compiled
+        n, m = scores.shape
+        for r in range(n):
+            vals = out_val[r]
+            idxs = out_idx[r]
+            size = 0  # vals[:size] is a min-heap of the best so far: vals[0] the weakest
+            for j in range(m):
+                v = scores[r, j]
+                if size < k:
+                    pos = size
+                    size += 1
+                    while pos > 0:
+                        parent = (pos - 1) >> 1
+                        if vals[parent] > v or (vals[parent] == v and idxs[parent] < j):
+                            vals[pos] = vals[parent]
+                            idxs[pos] = idxs[parent]
+                            pos = parent
+                        else:
+                            break
+                    vals[pos] = v
+                    idxs[pos] = j
+                elif v > vals[0]:
+                    pos = 0
+                    while True:
+                        child = 2 * pos + 1
+                        if child >= k:
+                            break
+                        right = child + 1
+                        if right < k and (vals[right] < vals[child] or (vals[right] == vals[child] and idxs[right] > idxs[child])):
+                            child = right
+                        if vals[child] < v:
+                            vals[pos] = vals[child]
+                            idxs[pos] = idxs[child]
+                            pos = child
+                        else:
+                            break
+                    vals[pos] = v
+                    idxs[pos] = j
+            for a in range(1, k):  # best first; k is small, so an insertion sort
+                v = vals[a]
+                i = idxs[a]
+                b = a - 1
+                while b >= 0 and (vals[b] < v or (vals[b] == v and idxs[b] > i)):
+                    vals[b + 1] = vals[b]
+                    idxs[b + 1] = idxs[b]
+                    b -= 1
+                vals[b + 1] = v
+                idxs[b + 1] = i
+
+    return top_k_rows
+
+
+_top_k_rows = _compile_top_k()
+
+
 def group_size(m: int, k: int) -> int:
     """Members per group in :func:`top_k` for ``m`` columns: about sqrt(m / k), which
     balances the work on group maxima against the work on the candidates."""
@@ -21,7 +89,27 @@ def group_size(m: int, k: int) -> int:
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and values of the ``k`` largest entries of each row, best first.
+    """Column indices and values of the ``k`` largest entries of each row, best first
+    (ties: lower column first).  Rows with fewer than ``k`` finite entries end in ``-inf``.
+
+    With numba installed, a compiled pass over each row keeps a heap of its best ``k``
+    (most entries cost one comparison).  It runs on one thread: BLAS already uses the
+    cores for the product, and two thread pools spinning on two cores slow each other
+    down.  Without numba, :func:`top_k_numpy`.
+    """
+    n, m = scores.shape
+    k = min(k, m)
+    if _top_k_rows is None or k <= 0 or n < 64 or scores.dtype not in (np.float32, np.float64):
+        return top_k_numpy(scores, k)  # a few rows (one customer's rescore): not worth a kernel launch
+    scores = np.ascontiguousarray(scores)
+    cols = np.empty((n, k), dtype=np.int64)
+    values = np.empty((n, k), dtype=scores.dtype)
+    _top_k_rows(scores, k, cols, values)
+    return cols, values
+
+
+def top_k_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` in plain numpy, for when numba is not installed.
 
     A plain ``argpartition`` over every row costs several times the matrix product that
     made the scores.  So the columns are dealt into ``G`` groups of ``b`` (column ``j``
@@ -30,7 +118,7 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     all lie in its ``k`` groups with the largest maxima (were one elsewhere, those ``k``
     groups would hold ``k`` larger entries); the selection then runs on ``k × b`` candidates.
     Hand-written because numpy has no partial sort across rows that avoids a full pass of
-    ``argpartition``.  Rows with fewer than ``k`` finite entries end in ``-inf`` values.
+    ``argpartition``.
     """
     n, m = scores.shape
     k = min(k, m)
@@ -107,10 +195,15 @@ def score_users(
         items = np.vstack([items, filler])
     items_t = np.ascontiguousarray(items.T)
     rows_all = np.arange(user_vectors.shape[0]) if users is None else np.asarray(users, dtype=np.int64)
+    # One buffer for every chunk's product and one for its left operand: a fresh array of
+    # batch × items floats per chunk would cost its page faults each time.
+    out = np.empty((min(batch, rows_all.size), items_t.shape[1]), dtype=np.float32)
+    left_buf = np.ones((out.shape[0], items_t.shape[0]), dtype=np.float32)
     for start in range(0, rows_all.size, batch):
         rows = rows_all[start : start + batch]
-        left = np.hstack([user_vectors[rows], np.ones((rows.size, 1), np.float32)]).astype(np.float32)
-        scores = left @ items_t
+        left = left_buf[: rows.size]
+        left[:, :-1] = user_vectors[rows]
+        scores = np.matmul(left, items_t, out=out[: rows.size])
         if exclude is not None:
             block = exclude[rows]
             r = np.repeat(np.arange(rows.size), np.diff(block.indptr))
@@ -134,9 +227,10 @@ def similar_items(
     if cand.items.size == 0:
         return
     right = np.ascontiguousarray(unit[cand.items].T)
+    out = np.empty((min(batch, n), right.shape[1]), dtype=np.float32)
     for start in range(0, n, batch):
         rows = np.arange(start, min(start + batch, n))
-        scores = unit[rows] @ right
+        scores = np.matmul(unit[start : start + rows.size], right, out=out[: rows.size])
         own = cand.position[rows]
         mine = own >= 0
         scores[np.flatnonzero(mine), own[mine]] = -np.inf

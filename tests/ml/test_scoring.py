@@ -3,7 +3,9 @@
 import numpy as np
 import scipy.sparse as sp
 
-from recommendations.ml.scoring import popularity, score_users, similar_items, top_k, top_popular
+import pytest
+
+from recommendations.ml.scoring import popularity, score_users, similar_items, top_k, top_k_numpy, top_popular
 
 
 def brute_top_k(scores, k):
@@ -11,21 +13,23 @@ def brute_top_k(scores, k):
     return order, np.take_along_axis(scores, order, axis=1)
 
 
-def test_block_top_k_matches_a_full_sort():
+@pytest.mark.parametrize("select", [top_k, top_k_numpy], ids=["compiled", "numpy"])
+def test_top_k_matches_a_full_sort(select):
     rng = np.random.default_rng(0)
-    for n, m, k in [(50, 5000, 10), (7, 1001, 20), (3, 64, 5), (10, 3000, 1)]:
+    for n, m, k in [(50, 5000, 10), (7, 1001, 20), (3, 64, 5), (10, 3000, 1), (4, 30, 30)]:
         scores = rng.standard_normal((n, m)).astype(np.float32)
         scores[0, : m // 2] = -np.inf  # masked entries are never picked
-        cols, values = top_k(scores.copy(), k)
+        cols, values = select(scores.copy(), k)
         _, expected = brute_top_k(scores, k)
         assert np.array_equal(values, expected)
         assert np.array_equal(np.take_along_axis(scores, cols, axis=1), values)
 
 
-def test_rows_with_fewer_candidates_than_k_end_in_minus_infinity():
+@pytest.mark.parametrize("select", [top_k, top_k_numpy], ids=["compiled", "numpy"])
+def test_rows_with_fewer_candidates_than_k_end_in_minus_infinity(select):
     scores = np.full((1, 2000), -np.inf, dtype=np.float32)
     scores[0, [3, 1500]] = [1.0, 2.0]
-    cols, values = top_k(scores, 5)
+    cols, values = select(scores, 5)
     assert cols[0, :2].tolist() == [1500, 3] and np.isinf(values[0, 2:]).all()
 
 

@@ -28,6 +28,8 @@ run: export DEBUG ?= 1
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo --if-empty
+	$(PY) manage.py retrain_recommendations --sync --if-none-live
+	@echo "Demo logins: customer demo / demo-reader, staff staff / staff-admin  ->  http://$(HOST):$(PORT)/"
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 test: $(VENV)/.installed

@@ -253,6 +253,13 @@ class TestCommands:
         assert "precision@5" in data["metrics"]["model"] and "precision@5" in data["metrics"]["popularity"]
         assert data["counts"]["recommendations"] > 0
 
+    def test_retrain_if_none_live(self, fast):
+        planted_store(fans=12)
+        call_command("retrain_recommendations", "--sync", "--no-evaluate", "--if-none-live", stdout=StringIO())
+        out = StringIO()
+        call_command("retrain_recommendations", "--sync", "--if-none-live", stdout=out)
+        assert "already live" in out.getvalue() and TrainingRun.objects.count() == 1
+
     def test_retrain_no_evaluate(self, fast):
         planted_store(fans=12)
         out = StringIO()

@@ -22,9 +22,13 @@ class Command(BaseCommand):
         parser.add_argument("--no-evaluate", action="store_true", help="skip the time holdout and candidate choice")
         parser.add_argument("--json", action="store_true", help="print the run as one JSON object")
         parser.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+        parser.add_argument("--if-none-live", action="store_true", help="do nothing when a run is already live")
 
-    def handle(self, *args, sync, wait, no_evaluate, json: bool, timeout, **options):
+    def handle(self, *args, sync, wait, no_evaluate, json: bool, timeout, if_none_live, **options):
         evaluate = False if no_evaluate else None
+        if if_none_live and TrainingRun.objects.live().exists():
+            self.stdout.write("A run is already live: nothing to do.")
+            return
         try:
             if sync:
                 run = services.retrain(evaluate=evaluate, trigger="command")

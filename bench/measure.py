@@ -213,7 +213,7 @@ def task_fit(args) -> dict:
     builders and hands them to ``LightFM.fit`` once, with the same hyper-parameters.
     """
     setup_django()
-    from lightfm import LightFM
+    from recommendations.ml.train import new_model
 
     from recommendations import services, sources
     from recommendations.conf import app_settings
@@ -237,15 +237,7 @@ def task_fit(args) -> dict:
     warm_features = ifeat[warm_rows]
     gc.collect()
 
-    model = LightFM(
-        no_components=hyper.no_components,
-        loss=hyper.loss,
-        learning_rate=hyper.learning_rate,
-        item_alpha=hyper.item_alpha,
-        user_alpha=hyper.user_alpha,
-        max_sampled=hyper.max_sampled,
-        random_state=np.random.RandomState(hyper.random_state),
-    )
+    model = new_model(hyper)  # the product's constructor: the same hyper-parameters, a plain LightFM
     sampler.mark("fit")
     started = time.perf_counter()
     model.fit(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.apps import apps
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 
@@ -23,15 +22,13 @@ def owned_items(user_pk, item_ref: str) -> list[Exists]:
     One per source marked ``"exclude"``; this is how books bought after a run are left
     out at read time, without waiting for the next run.
     """
+    from .sources import ModelSource  # the source's own queryset: its model, manager and filter
+
     checks = []
     for source in app_settings.SOURCES:
-        if not source.get("exclude"):
-            continue
-        model = apps.get_model(source["model"])
-        owned = model._default_manager.filter(**{source["user"]: user_pk, source["item"]: OuterRef(item_ref)})
-        if source.get("filter"):
-            owned = owned.filter(**source["filter"])
-        checks.append(Exists(owned))
+        if source.get("exclude"):
+            owned = ModelSource(source).queryset().filter(**{source["user"]: user_pk, source["item"]: OuterRef(item_ref)})
+            checks.append(Exists(owned))
     return checks
 
 

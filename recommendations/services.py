@@ -26,7 +26,7 @@ from django.utils import timezone
 from . import cache, sources, storage
 from .conf import app_settings
 from .ml.matrices import DataError
-from .ml.pipeline import Candidate, EvaluationSettings, TrainResult, train
+from .ml.pipeline import Candidate, EvaluationSettings, SourceData, TrainResult, train
 from .ml.scoring import popularity, score_users, similar_items, top_popular
 from .ml.train import Hyper
 from .models import ListKind, Recommendation, TrainingRun
@@ -523,7 +523,10 @@ def rescore_user(user_id) -> int:
         if source.exclude:
             owned.append(rows[known])
         history.append(rows[known])
-        weights.append(raw.scale * np.log2(1 + raw.values[known]) if raw.transform == "log1p" else raw.scale * raw.values[known])
+        weights.append(
+            SourceData(raw.name, rows[known], rows[known], raw.values[known], raw.times[known],
+                       scale=raw.scale, transform=raw.transform).weights()
+        )  # fmt: skip
     history_rows = np.concatenate(history) if history else np.empty(0, np.int64)
     row = model["_users"].index([user_id])[0]
     if row >= 0:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -63,56 +63,6 @@ def new_model(hyper: Hyper):
         max_sampled=hyper.max_sampled,
         random_state=np.random.RandomState(hyper.random_state),
     )
-
-
-def fit(
-    interactions: Interactions,
-    user_features: sp.csr_matrix,
-    item_features: sp.csr_matrix,
-    hyper: Hyper,
-    *,
-    checkpoints: Iterable[int] = (),
-    on_checkpoint: Callable[[int, object], None] | None = None,
-    on_epoch: Callable[[int], None] | None = None,
-):
-    """Fit LightFM for ``hyper.epochs`` epochs and return the model.
-
-    ``on_checkpoint(epoch, model)`` is called after each epoch listed in ``checkpoints``,
-    so one training run can be evaluated at several epoch counts.  Non-finite parameters
-    raise :class:`ModelDiverged`.
-    """
-    check_finite("user features", user_features.data)
-    check_finite("item features", item_features.data)
-    check_finite("interaction weights", interactions.weight)
-    matrix, weights = interactions.for_lightfm()
-    model = new_model(hyper)
-    # Train in segments between checkpoints: each fit_partial call converts the matrices
-    # again, so one call per epoch would cost more than it must.
-    stops = sorted({e for e in checkpoints if 0 < e < hyper.epochs} | {hyper.epochs})
-    done = 0
-    for stop in stops:
-        try:
-            model.fit_partial(
-                matrix,
-                user_features=user_features,
-                item_features=item_features,
-                sample_weight=weights,
-                epochs=stop - done,
-                num_threads=hyper.num_threads,
-            )
-        except ValueError as exc:
-            if "finite" in str(exc):
-                raise ModelDiverged(
-                    f"Training diverged before epoch {stop}: {exc} "
-                    f"(learning rate {hyper.learning_rate}; try a smaller one)."
-                ) from exc
-            raise
-        done = stop
-        if on_epoch:
-            on_epoch(done)
-        if on_checkpoint and done in set(checkpoints):
-            on_checkpoint(done, model)
-    return model
 
 
 def representations(model, user_features: sp.csr_matrix, item_features: sp.csr_matrix) -> Representations:

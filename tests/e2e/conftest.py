@@ -141,8 +141,6 @@ def shots() -> Path:
 def site(tmp_path, shots):
     production = bool(settings.REDIS_URL)
     if production:
-        from tests.conftest import redis_url  # noqa: F401
-
         import redis
 
         try:

@@ -63,7 +63,7 @@ def test_staff_without_the_permission_get_403_and_nothing_is_queued(client, fast
     assert client.post(reverse(RETRAIN)).status_code == 403
     page = client.get(reverse(LIST))
     assert page.status_code == 200 and b"Retrain now" not in page.content
-    response = client.post(reverse(LIST), {"action": "retrain_now", "_selected_action": []})
+    client.post(reverse(LIST), {"action": "retrain_now", "_selected_action": []})
     assert not TrainingRun.objects.exists() and not sent
 
 

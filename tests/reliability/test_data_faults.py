@@ -47,7 +47,6 @@ def test_one_thread_and_a_fixed_seed_give_the_same_lists(fast):
         assert run.metrics["model"]
     assert lists[0] == lists[1]
     runs = TrainingRun.objects.order_by("pk")
-    assert runs[0].metrics["candidates"] == [{**c, "seconds": c["seconds"]} for c in runs[0].metrics["candidates"]]
     strip = lambda cs: [{k: v for k, v in c.items() if k != "seconds"} for c in cs]  # noqa: E731
     assert strip(runs[0].metrics["candidates"]) == strip(runs[1].metrics["candidates"])
 

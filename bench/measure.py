@@ -130,7 +130,7 @@ def task_retrain(args) -> dict:
     from recommendations import services, storage
 
     sampler = RssSampler()
-    store_parts = {"existing": 0.0, "write_rows": 0.0, "publish": 0.0}
+    store_parts = {"existing": 0.0, "write_rows": 0.0, "index_and_analyze": 0.0, "publish": 0.0, "attach": 0.0}
     rows_written = {"n": 0}
 
     orig_progress = services._Recorder.progress
@@ -168,6 +168,8 @@ def task_retrain(args) -> dict:
     storage.existing = timed("existing", storage.existing)
     storage.write_rows = timed("write_rows", storage.write_rows)
     storage.publish = timed("publish", storage.publish)
+    storage.RunRows.finish = timed("index_and_analyze", storage.RunRows.finish)
+    storage.RunRows.attach = timed("attach", storage.RunRows.attach)
 
     connection.ensure_connection()
     gc.collect()
@@ -303,7 +305,7 @@ def task_score(args) -> dict:
     setup_django()
     from recommendations import services, sources, storage
     from recommendations.conf import app_settings
-    from recommendations.ml.scoring import Candidates, popularity, score_users, similar_items, top_k, top_popular
+    from recommendations.ml.scoring import Candidates, popularity, score_users, similar_items, top_popular, usable_cpus
     from recommendations.models import TrainingRun
 
     run = TrainingRun.objects.get(pk=args.run) if args.run else TrainingRun.objects.live().get()
@@ -340,21 +342,27 @@ def task_score(args) -> dict:
         top_popular(overall, app_settings.POPULAR_SIZE, allowed)
 
     # The bare matmul: the same operand shapes, chunk by chunk, into a preallocated output.
+    # Timed at several chunk sizes; the fastest is the reference (small chunks keep the
+    # output in cache, large ones call BLAS less often: which wins depends on the machine).
     cands = Candidates.from_mask(allowed)
     left = np.ascontiguousarray(np.hstack([uv, np.ones((n_users, 1), np.float32)]).astype(np.float32))
     right = np.ascontiguousarray(np.hstack([iv[cands.items], ib[cands.items, None]]).astype(np.float32).T)
     norms = np.linalg.norm(iv, axis=1, keepdims=True)
     unit = np.divide(iv, norms, out=np.zeros_like(iv), where=norms > 0).astype(np.float32)
     unit_right = np.ascontiguousarray(unit[cands.items].T)
-    out = np.empty((batch, n_cand), dtype=np.float32)
+    chunk_sizes = sorted({64, 256, batch})
+    out = np.empty((max(chunk_sizes), n_cand), dtype=np.float32)
 
-    def matmul():
-        for start in range(0, n_users, batch):
-            stop = min(start + batch, n_users)
-            np.matmul(left[start:stop], right, out=out[: stop - start])
-        for start in range(0, n_items, batch):
-            stop = min(start + batch, n_items)
-            np.matmul(unit[start:stop], unit_right, out=out[: stop - start])
+    def matmul_in(chunk: int):
+        def matmul():
+            for start in range(0, n_users, chunk):
+                stop = min(start + chunk, n_users)
+                np.matmul(left[start:stop], right, out=out[: stop - start])
+            for start in range(0, n_items, chunk):
+                stop = min(start + chunk, n_items)
+                np.matmul(unit[start:stop], unit_right, out=out[: stop - start])
+
+        return matmul
 
     flops = 2.0 * n_users * n_cand * (d + 1) + 2.0 * n_items * n_cand * d
 
@@ -365,19 +373,27 @@ def task_score(args) -> dict:
         return max(1, int(np.ceil(at_least / max(time.perf_counter() - started, 1e-6))))
 
     def side_by_side() -> tuple[list[float], list[float], dict]:
-        n_stage, n_matmul = calls_for(stage), calls_for(matmul)  # also warms both up
-        t_stage, t_matmul = [], []
+        """Stage and bare matmul alternately; the matmul's timing in each round is that of its
+        fastest chunk size (``by_chunk`` keeps every chunk size's best)."""
+        variants = {chunk: matmul_in(chunk) for chunk in chunk_sizes}
+        n_stage = calls_for(stage)  # also warms it up
+        n_matmul = {chunk: calls_for(fn) for chunk, fn in variants.items()}
+        t_stage, t_matmul, by_chunk = [], [], {chunk: [] for chunk in chunk_sizes}
         for _ in range(args.repeat):
             gc.collect()
             started = time.perf_counter()
             for _ in range(n_stage):
                 stage()
             t_stage.append((time.perf_counter() - started) / n_stage)
-            started = time.perf_counter()
-            for _ in range(n_matmul):
-                matmul()
-            t_matmul.append((time.perf_counter() - started) / n_matmul)
-        return t_stage, t_matmul, {"stage": n_stage, "matmul": n_matmul}
+            for chunk, fn in variants.items():
+                started = time.perf_counter()
+                for _ in range(n_matmul[chunk]):
+                    fn()
+                by_chunk[chunk].append((time.perf_counter() - started) / n_matmul[chunk])
+            t_matmul.append(min(times[-1] for times in by_chunk.values()))
+        calls = {"stage": n_stage, "matmul": n_matmul[min(chunk_sizes, key=lambda c: min(by_chunk[c]))]}
+        calls["matmul_by_chunk_best_seconds"] = {str(c): round(min(t), 5) for c, t in by_chunk.items()}
+        return t_stage, t_matmul, calls
 
     from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -388,30 +404,39 @@ def task_score(args) -> dict:
     with threadpool_limits(1):
         t_stage1, t_matmul1, _ = side_by_side()
 
-    # Where the stage's time goes (a diagnostic mirror of score_users's loop, personal lists).
-    parts = {"matmul_alloc": 0.0, "exclude": 0.0, "top_k": 0.0}
-    items_t = right
-    for start in range(0, n_users, batch):
-        rows = np.arange(start, min(start + batch, n_users))
-        t0 = time.perf_counter()
-        lft = np.hstack([uv[rows], np.ones((rows.size, 1), np.float32)]).astype(np.float32)
-        sc = lft @ items_t
-        t1 = time.perf_counter()
-        block = exclude[rows]
-        r = np.repeat(np.arange(rows.size), np.diff(block.indptr))
-        c = cands.position[block.indices]
-        ok = c >= 0
-        sc[r[ok], c[ok]] = -np.inf
-        t2 = time.perf_counter()
-        top_k(sc, k)
-        t3 = time.perf_counter()
-        parts["matmul_alloc"] += t1 - t0
-        parts["exclude"] += t2 - t1
-        parts["top_k"] += t3 - t2
+    # Where the stage's time goes: a diagnostic mirror of score_users's loop for the personal
+    # lists, on one thread (BLAS too), phase by phase: product, exclusions, maxima, selection.
+    from recommendations.ml.scoring import _KERNELS, _Selector
+
+    parts = {"product": 0.0, "exclude": 0.0, "maxima": 0.0, "select": 0.0}
+    if _KERNELS is not None:
+        mask_rows, select_grouped = _KERNELS
+        selector = _Selector(right, n_cand, k, threads=1)
+        buf = selector._buffers()
+        cols = np.empty((selector.tile, k), np.int64)
+        vals = np.empty((selector.tile, k), np.float32)
+        all_rows = np.arange(n_users)
+        with threadpool_limits(1, user_api="blas"):
+            for start in range(0, n_users, selector.tile):
+                stop = min(start + selector.tile, n_users)
+                t0 = time.perf_counter()
+                sc = np.matmul(left[start:stop], selector.right, out=buf.scores[: stop - start])
+                t1 = time.perf_counter()
+                mask_rows(sc, n_cand, all_rows[start:stop], exclude.indptr, exclude.indices, cands.position)
+                t2 = time.perf_counter()
+                gmax, smax = selector.layout.maxima(sc, buf.group_max[: stop - start], buf.super_max[: stop - start])
+                t3 = time.perf_counter()
+                select_grouped(sc, gmax, smax, k, cols[: stop - start], vals[: stop - start])
+                t4 = time.perf_counter()
+                parts["product"] += t1 - t0
+                parts["exclude"] += t2 - t1
+                parts["maxima"] += t3 - t2
+                parts["select"] += t4 - t3
     best_stage, best_matmul = min(t_stage), min(t_matmul)
     return {
         "run_id": run.pk,
-        "shapes": {"users": n_users, "items": n_items, "candidates": n_cand, "d": int(d), "k": k, "similar_k": ks, "batch": batch},
+        "shapes": {"users": n_users, "items": n_items, "candidates": n_cand, "d": int(d), "k": k, "similar_k": ks, "batch": batch,
+                   "matmul_chunks": chunk_sizes, "threads": usable_cpus()},
         "flops": flops,
         "stage_seconds": [round(t, 5) for t in t_stage],
         "matmul_seconds": [round(t, 5) for t in t_matmul],
@@ -448,9 +473,10 @@ def task_store(args) -> dict:
     from recommendations.models import Recommendation, SimilarItem
 
     run_id = args.run
+    # The columns the store stage writes: on PostgreSQL the id too (storage.RunRows).
     tables = []
     for model in (Recommendation, SimilarItem):
-        cols = [f.column for f in model._meta.concrete_fields if not f.primary_key]
+        cols = [f.column for f in model._meta.concrete_fields if connection.vendor == "postgresql" or not f.primary_key]
         tables.append((model._meta.db_table, cols))
     q = connection.ops.quote_name
     result: dict = {"run_id": run_id, "vendor": connection.vendor}

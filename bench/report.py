@@ -251,17 +251,18 @@ def findings(res: dict) -> list[str]:
         b = sc["personal_breakdown_seconds"]
         total = sum(b.values())
         out.append(
-            f"score_over_matmul: in the customers' part, top-k selection takes {b['top_k']:.3f} s of {total:.3f} s "
-            f"({100 * b['top_k'] / max(total, 1e-9):.0f} %), the product with its per-chunk allocation {b['matmul_alloc']:.3f} s, "
-            f"while the bare matmul of the whole stage takes "
+            f"score_over_matmul: in the customers' part on one thread, the product takes {b['product']:.3f} s of {total:.3f} s, "
+            f"the selection {b['maxima'] + b['select']:.3f} s (group maxima {b['maxima']:.3f} s), the exclusions {b['exclude']:.3f} s; "
+            f"the bare matmul of the whole stage takes "
             f"{min(min(sc['matmul_seconds']), min(sc['one_thread']['matmul_seconds'])):.4f} s."
         )
     if not t["store_over_copy"]["pass"]:
         p = st["stage_parts_seconds"]
         ob = st["over_baselines"]
         note = (
-            f"store_over_copy: of the store stage's {st['stage_seconds']:.2f} s, writing the rows took {p.get('write_rows', 0):.2f} s "
-            f"and the commit {p.get('commit_and_other', 0):.2f} s"
+            f"store_over_copy: of the store stage's {st['stage_seconds']:.2f} s, writing the rows took {p.get('write_rows', 0):.2f} s, "
+            f"indexing and analysing them {p.get('index_and_analyze', 0):.2f} s, checking which customers and books still exist "
+            f"{p.get('existing', 0):.2f} s and the commit {p.get('commit_and_other', 0):.2f} s"
         )
         if "same_indexes" in ob:
             note += (
@@ -411,7 +412,9 @@ def markdown(res: dict) -> str:
     w("")
     parts = st["stage_parts_seconds"]
     w(f"Inside the store stage ({st['stage_seconds']:.3f} s): " + ", ".join(f"`{k}` {v:.3f} s" for k, v in parts.items())
-      + " (`commit_and_other`: the commit, where PostgreSQL checks the deferred foreign keys, and the run's own rows).")
+      + " (`existing`: which customers and books still exist; `write_rows`: COPY into the run's new tables; "
+        "`index_and_analyze`: building their indexes and statistics; `attach`: attaching them as the run's partitions; "
+        "`commit_and_other`: the commit and the run's own row).")
     w("")
     w(f"**Evaluation with candidate selection** costs {e['extra_seconds']:.2f} s more "
       f"({e['seconds']:.2f} s in all, {e['over_retrain_without']:.2f}× the retrain without it, "
@@ -427,9 +430,11 @@ def markdown(res: dict) -> str:
     w(f"The scoring stage's work (every customer's top {s['k']} with bought books excluded, every book's "
       f"{s['similar_k']} most similar books, popular lists) on the stored vectors of the run: "
       f"{s['users']:,} customers and {s['items']:,} books against {s['candidates']:,} recommendable books, "
-      f"d = {s['d']} (+1 for the bias), chunks of {s['batch']:,}; {sc['flops'] / 1e9:.2f} GFLOP. "
-      f"The bare matmul multiplies float32 operands of the same shapes, chunk by chunk, into a preallocated output. "
-      f"Best of {len(sc['stage_seconds'])}, alternately.")  # fmt: skip
+      f"d = {s['d']} (+1 for the bias), chunks of {s['batch']:,} shared out in tiles to {s.get('threads', 1)} threads; "
+      f"{sc['flops'] / 1e9:.2f} GFLOP. The bare matmul multiplies float32 operands of the same shapes, chunk by chunk, into a "
+      f"preallocated output, at chunks of {', '.join(f'{c:,}' for c in s.get('matmul_chunks', [s['batch']]))} rows "
+      f"(best {', '.join(f'{c}: {t:.4f} s' for c, t in sc['calls_per_timing'].get('matmul_by_chunk_best_seconds', {}).items())}): "
+      f"the fastest is the reference. Best of {len(sc['stage_seconds'])}, alternately.")  # fmt: skip
     w("")
     w("| | seconds (best) | GFLOP/s |")
     w("|---|---:|---:|")
@@ -446,9 +451,9 @@ def markdown(res: dict) -> str:
     b = sc["personal_breakdown_seconds"]
     w(f"`score_over_matmul` = {res['score_over_matmul']:.3f}: the stage's FLOP/s ÷ the matmul's, each at its better "
       f"BLAS setting ({sc['blas_threads']} threads by default, or 1: on a busy machine a multithreaded BLAS call can "
-      f"wait for a core); {sc['ratio']:.3f} with both on {sc['blas_threads']} threads, {one['ratio']:.3f} with both on one. Where the customers' part goes (a timed mirror of "
-      f"`score_users`'s loop): product with allocation {b['matmul_alloc']:.4f} s, exclusions {b['exclude']:.4f} s, "
-      f"`top_k` {b['top_k']:.4f} s. The usual `model.predict` loop would take {pl['over_scoring_stage']:g}× the whole stage.")  # fmt: skip
+      f"wait for a core); {sc['ratio']:.3f} with both on {sc['blas_threads']} threads, {one['ratio']:.3f} with both on one. Where the customers' part goes on one thread (a timed mirror "
+      f"of `score_users`'s loop, tile by tile): product {b['product']:.4f} s, exclusions {b['exclude']:.4f} s, group maxima "
+      f"{b['maxima']:.4f} s, selection {b['select']:.4f} s. The usual `model.predict` loop would take {pl['over_scoring_stage']:g}× the whole stage.")  # fmt: skip
     w("")
 
     w("## 3. Storing vs. COPY")

@@ -19,6 +19,8 @@ from datetime import date, datetime
 
 import numpy as np
 
+from recommendations.ml.ids import distinct
+
 GENRES = [  # roughly from the best-selling genre down
     "Fantasy", "Mystery", "Romance", "Thriller", "Science Fiction", "Literary Fiction",
     "Crime", "Historical Fiction", "Young Adult", "Biography", "Children's", "Horror",
@@ -355,11 +357,11 @@ class DemoStore:
             more = np.repeat(users[need], np.ceil(deficit[need] * 1.2).astype(np.int64))
             ev_user = np.concatenate([ev_user, more])
             ev_book = np.concatenate([ev_book, self._sample_books(rng, more)])
-            pairs = np.unique(ev_user * self.n_books + ev_book)
+            pairs = distinct(ev_user * self.n_books + ev_book)
             seen = np.bincount(pairs // self.n_books - start, minlength=users.size)
             deficit = target - seen
         # Keep a random `target` of each customer's books, with all their visits.
-        pairs = np.unique(ev_user * self.n_books + ev_book)
+        pairs = distinct(ev_user * self.n_books + ev_book)
         priority = rng.random(pairs.size)
         pair_user = pairs // self.n_books - start
         order = np.lexsort((priority, pair_user))

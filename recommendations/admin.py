@@ -181,6 +181,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     show_full_result_count = False
+    # The list shows every field; no row links to a page of its own (the list tables have no
+    # index on id: see models.Recommendation).
+    list_display_links = None
 
     def has_add_permission(self, request):
         return False

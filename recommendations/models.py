@@ -113,18 +113,27 @@ class ListKind(models.TextChoices):
 class Recommendation(models.Model):
     """One item in a list: a customer's (``user`` set) or a popular list (``user`` empty)."""
 
-    # No database-level foreign keys on the list tables: PostgreSQL would check each of a
-    # run's million rows at commit, which costs more than writing them.  Deleting a user or
-    # an item through the ORM still deletes their rows (Django cascades in Python); a run
-    # leaves out users and items deleted before it writes; the read query joins the items,
-    # so a row whose item vanished otherwise is never shown.  Indexes that a composite
-    # index below already covers are left out too.
+    # Built for writing a run's million rows fast (see storage.RunRows):
+    # - No database-level foreign keys: PostgreSQL would check each row at commit, which
+    #   costs more than writing them.  Deleting a user or an item through the ORM still
+    #   deletes their rows (Django cascades in Python); a run leaves out users and items
+    #   deleted before it writes; the read query joins the items, so a row whose item
+    #   vanished otherwise is never shown.
+    # - One index, the one reads use: (user, run).  It also finds the popular lists (user
+    #   NULL: B-tree indexes hold NULLs) and serves deleting a user.  Deleting an item scans
+    #   (rare, and done by staff), rather than every run paying for an item index.
+    # - On PostgreSQL the table is partitioned by run (migration 0003): a run's rows go into
+    #   a table of their own, indexed once they are all in, attached when the run goes
+    #   live, and dropped when it is pruned.  Those rows' ids are ``run id · 2³² + n``
+    #   (storage.RunRows), which the ids the sequence hands out stay below.
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
         db_constraint=False, db_index=False,
     )  # fmt: skip
-    item = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    item = models.ForeignKey(
+        item_model_label(), on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     kind = models.CharField(max_length=10, choices=ListKind.choices, default=ListKind.PERSONAL)
     rank = models.PositiveIntegerField()
     score = models.FloatField()
@@ -135,10 +144,7 @@ class Recommendation(models.Model):
         ordering = ["run", "user", "rank"]
         verbose_name = _("recommendation")
         verbose_name_plural = _("recommendations")
-        indexes = [
-            models.Index(fields=["user", "run", "rank"], name="rec_user_run_rank"),
-            models.Index(fields=["run", "kind", "rank"], name="rec_run_kind_rank"),
-        ]
+        indexes = [models.Index(fields=["user", "run"], name="rec_user_run")]
 
     def __str__(self) -> str:
         return f"#{self.rank} {self.item_id} for {self.user_id or self.kind}"
@@ -161,11 +167,12 @@ class PopularItem(Recommendation):
 
 
 class SimilarItem(models.Model):
-    # Database-level keys and covered indexes left out, as for Recommendation.
-    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    # As Recommendation: no database-level keys, one index (item, run), partitioned by run.
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False)
     item = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+", db_constraint=False,
                              db_index=False)  # fmt: skip
-    similar = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    similar = models.ForeignKey(item_model_label(), on_delete=models.CASCADE, related_name="+", db_constraint=False,
+                                db_index=False)  # fmt: skip
     rank = models.PositiveIntegerField()
     score = models.FloatField()
 
@@ -175,7 +182,7 @@ class SimilarItem(models.Model):
         ordering = ["run", "item", "rank"]
         verbose_name = _("similar item")
         verbose_name_plural = _("similar items")
-        indexes = [models.Index(fields=["item", "run", "rank"], name="sim_item_run_rank")]
+        indexes = [models.Index(fields=["item", "run"], name="sim_item_run")]
 
     def __str__(self) -> str:
         return f"#{self.rank} {self.similar_id} like {self.item_id}"

@@ -346,9 +346,11 @@ def _store_and_publish(run: TrainingRun, data, lists: dict, artifact: str, rec: 
     for attempt in (1, 2):
         try:
             with transaction.atomic():
-                counts = _store(run, data, lists)
+                writer = storage.RunRows(run)
+                counts = _store(run, data, lists, writer)
                 run.counts.update(counts)
                 storage.publish(run)
+                writer.attach()
                 run.status, run.stage, run.progress, run.finished, run.artifact = (
                     TrainingRun.Status.SUCCEEDED, "done", 1.0, timezone.now(), artifact,
                 )  # fmt: skip
@@ -431,7 +433,7 @@ def _popular_list(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, 
     return rows, scores[rows]
 
 
-def _store(run: TrainingRun, data, lists: dict) -> dict:
+def _store(run: TrainingRun, data, lists: dict, writer: storage.RunRows) -> dict:
     """Write the run's lists; users and items deleted since extraction are left out."""
     from django.contrib.auth import get_user_model
 
@@ -442,19 +444,20 @@ def _store(run: TrainingRun, data, lists: dict) -> dict:
         item_rows, scores = lists["personal"]
         valid = (item_rows >= 0) & item_ok[np.maximum(item_rows, 0)] & user_ok[:, None]
         keys = data.items.key(np.maximum(item_rows, 0))
-        counts["recommendations"] = storage.store_personal(run, data.users.keys, keys, scores, valid)
+        counts["recommendations"] = storage.store_personal(run, data.users.keys, keys, scores, valid, writer)
     else:
         counts["recommendations"] = 0
     sim_rows, sim_scores = lists["similar"]
     valid = (sim_rows >= 0) & item_ok[np.maximum(sim_rows, 0)] & item_ok[:, None]
     sim_keys = data.items.key(np.maximum(sim_rows, 0))
-    counts["similar_items"] = storage.store_similar(run, data.items.keys, sim_keys, sim_scores, valid)
+    counts["similar_items"] = storage.store_similar(run, data.items.keys, sim_keys, sim_scores, valid, writer)
     counts["popular_items"] = 0
     for kind in (ListKind.POPULAR.value, ListKind.RECENT.value):
         if kind in lists:
             rows, scores = lists[kind]
             keep = item_ok[rows]
-            counts["popular_items"] += storage.store_popular(run, kind, data.items.key(rows[keep]), scores[keep])
+            counts["popular_items"] += storage.store_popular(run, kind, data.items.key(rows[keep]), scores[keep], writer)
+    writer.finish()
     return counts
 
 

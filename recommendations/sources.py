@@ -21,7 +21,7 @@ from django.db.models import Model
 from django.db.models.constants import LOOKUP_SEP
 
 from .conf import app_settings
-from .ml.ids import IdMap
+from .ml.ids import IdMap, distinct
 from .ml.matrices import DataError, FeatureSet
 from .ml.pipeline import SourceData, TrainingData
 
@@ -236,7 +236,7 @@ def extract() -> Extracted:
     extracted = Extracted(raw, item_keys, allowed)
     extracted.item_columns = _feature_columns(model, app_settings.ITEM_FEATURES, chunk_size=chunk)
     if app_settings.USER_FEATURES:
-        users = np.unique(np.concatenate([s.users for s in raw])) if raw else np.empty(0)
+        users = distinct(np.concatenate([s.users for s in raw])) if raw else np.empty(0)
         extracted.user_columns = _feature_columns(
             get_user_model(), app_settings.USER_FEATURES, keys_filter=users.tolist(), chunk_size=chunk
         )

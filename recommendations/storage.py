@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import numpy as np
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db import connection, reset_queries, transaction
+from django.db import OperationalError, connection, reset_queries, transaction
 from django.utils import timezone
 
 from .conf import app_settings
@@ -72,16 +72,23 @@ def _pg_binary_block(columns: list[tuple[str, object, str]], n: int) -> bytes:
     return rows.tobytes()
 
 
+def _row_bytes(types: list[str]) -> int:
+    """Bytes of one row in binary COPY: the field count, then each field's length and value."""
+    return 2 + sum(4 + (0 if t == "null" else np.dtype(t).itemsize) for t in types)
+
+
 INTEGER_TYPES = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField",
                  "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField"}  # fmt: skip
+NUMBER_TYPES = INTEGER_TYPES | {"FloatField"}
 
 
 def _prepared(fld, values):
-    """A key column as the database stores it (a UUID as 32 hex digits on SQLite, …).
+    """A column as the database stores it (a UUID key as 32 hex digits on SQLite, …).
 
-    Integer keys pass as they are; other keys go through the field, as the ORM would do.
+    Integers and floats pass as they are; other values go through the field, one by one,
+    as the ORM would do.
     """
-    if values is None or np.ndim(values) == 0 or fld.get_internal_type() in INTEGER_TYPES:
+    if values is None or np.ndim(values) == 0 or fld.get_internal_type() in NUMBER_TYPES:
         return values
     return np.asarray(
         [fld.get_db_prep_value(fld.to_python(v), connection, prepared=False) for v in np.asarray(values).tolist()],
@@ -89,8 +96,9 @@ def _prepared(fld, values):
     )
 
 
-def write_rows(model, data: dict[str, object], n: int) -> int:
-    """Insert ``n`` rows into ``model``'s table, column by column from arrays or constants.
+def write_rows(model, data: dict[str, object], n: int, table: str | None = None) -> int:
+    """Insert ``n`` rows into ``model``'s table (or ``table``, one of the same columns),
+    column by column from arrays or constants.
 
     PostgreSQL: binary ``COPY`` (text COPY for columns it cannot encode); other databases:
     ``executemany`` in ``WRITE_BATCH`` batches.  Runs inside the caller's transaction.
@@ -100,7 +108,7 @@ def write_rows(model, data: dict[str, object], n: int) -> int:
     names = list(data)
     cols = [_column(model, name) for name in names]
     data = {name: _prepared(fld, data[name]) for name, (_, fld) in zip(names, cols, strict=True)}
-    table = connection.ops.quote_name(model._meta.db_table)
+    table = connection.ops.quote_name(table or model._meta.db_table)
     col_sql = ", ".join(connection.ops.quote_name(c) for c, _ in cols)
     batch = max(1, app_settings.WRITE_BATCH)
     if connection.vendor == "postgresql":
@@ -111,7 +119,9 @@ def write_rows(model, data: dict[str, object], n: int) -> int:
             with cursor.cursor.copy(f"COPY {table} ({col_sql}) FROM STDIN{fmt}") as copy:
                 if binary:
                     copy.write(PG_HEADER)
-                step = max(batch, 100_000)
+                # About a megabyte per write: measured, larger writes made COPY slower (the
+                # server waits for each whole message before parsing it).
+                step = max(1, (1 << 20) // _row_bytes(types)) if binary else batch
                 for start in range(0, n, step):
                     stop = min(start + step, n)
                     if binary:
@@ -144,10 +154,27 @@ def _rows(data: dict, names: list[str], start: int, stop: int) -> Iterable[tuple
 
 
 def existing(model, keys: np.ndarray, chunk: int = 10_000) -> np.ndarray:
-    """Which of ``keys`` (primary keys of ``model``) still exist, as a boolean mask."""
+    """Which of ``keys`` (primary keys of ``model``) still exist, as a boolean mask.
+
+    PostgreSQL with integer keys: one query per 100,000 keys that returns only the missing
+    ones (usually none); otherwise the ORM's ``pk__in`` in chunks of ``chunk``.
+    """
     keys = np.asarray(keys)
     numeric = keys.dtype.kind in "iu"
     mask = np.zeros(keys.size, dtype=bool)
+    pk = model._meta.pk
+    if connection.vendor == "postgresql" and numeric and pk.get_internal_type() in INTEGER_TYPES:
+        q = connection.ops.quote_name
+        sql = (
+            f"SELECT k FROM unnest(%s::bigint[]) AS k "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {q(model._meta.db_table)} WHERE {q(pk.column)} = k)"
+        )
+        missing = []
+        with connection.cursor() as cursor:
+            for start in range(0, keys.size, 100_000):
+                cursor.execute(sql, [keys[start : start + 100_000].tolist()])
+                missing.extend(row[0] for row in cursor.fetchall())
+        return ~np.isin(keys, np.asarray(missing, dtype=np.int64))
     for start in range(0, keys.size, chunk):
         part = keys[start : start + chunk].tolist()
         found = set(model._default_manager.filter(pk__in=part).values_list("pk", flat=True))
@@ -157,14 +184,108 @@ def existing(model, keys: np.ndarray, chunk: int = 10_000) -> np.ndarray:
     return mask
 
 
+MAX_NAME = 63  # PostgreSQL's identifier length
+
+
+def partition_name(model, run_id: int) -> str:
+    """The name of ``run_id``'s partition of ``model``'s table (as migration 0003 names them)."""
+    table, suffix = model._meta.db_table, f"_run{int(run_id)}"
+    return table[: MAX_NAME - len(suffix)] + suffix
+
+
+def is_partitioned(model) -> bool:
+    """Whether ``model``'s table is partitioned by run (PostgreSQL, after migration 0003)."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass(%s))",
+            [connection.ops.quote_name(model._meta.db_table)],
+        )
+        return cursor.fetchone()[0]
+
+
+class RunRows:
+    """Where a run's rows go while it is stored, inside the caller's transaction.
+
+    On PostgreSQL with the list tables partitioned by run, each table gets a new bare table
+    (the columns, no index): ``COPY`` fills it at the speed of a scratch table, :meth:`finish`
+    builds its indexes in one pass each (much cheaper than keeping them up to date row by
+    row) and analyses it, and :meth:`attach` makes it the run's partition, which takes a
+    moment however many rows it holds.  A ``CHECK`` on the run spares the attach a scan.
+    Row ids are ``run id · 2³² + n``: no sequence call per row, and disjoint from the ids the
+    sequence hands out to rows written one by one.  Elsewhere rows go into the tables as
+    they are.
+    """
+
+    def __init__(self, run: TrainingRun):
+        self.run = run
+        self.tables: dict[type, str] = {}
+        self.written: dict[type, int] = {}
+
+    def write(self, model, data: dict[str, object], n: int) -> int:
+        if model not in self.tables:
+            self.tables[model] = self._new_partition(model) if is_partitioned(model) else None
+            self.written[model] = 0
+        table = self.tables[model]
+        if table is not None and n:
+            start = (int(self.run.pk) << 32) + self.written[model] + 1
+            data = {"id": np.arange(start, start + n, dtype=np.int64), **data}
+        self.written[model] += n
+        return write_rows(model, data, n, table=table)
+
+    def _new_partition(self, model) -> str:
+        q = connection.ops.quote_name
+        name = partition_name(model, self.run.pk)
+        with connection.cursor() as cursor:
+            # A table of that name can only be left from a run with the same id in a database
+            # since emptied (tests): its rows are not this run's.
+            cursor.execute(f"DROP TABLE IF EXISTS {q(name)}")
+            cursor.execute(f"CREATE TABLE {q(name)} (LIKE {q(model._meta.db_table)} INCLUDING DEFAULTS)")
+            cursor.execute(f"ALTER TABLE {q(name)} ADD CHECK (run_id IS NOT NULL AND run_id = {int(self.run.pk)})")
+        return name
+
+    def finish(self) -> None:
+        """Index and analyse the new partitions: the parent's indexes, built in one pass."""
+        q = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            for model, name in self.tables.items():
+                if name is None:
+                    continue
+                cursor.execute(
+                    "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = to_regclass(%s)",
+                    [q(model._meta.db_table)],
+                )
+                for (definition,) in cursor.fetchall():
+                    unique = "UNIQUE " if definition.startswith("CREATE UNIQUE") else ""
+                    cursor.execute(f"CREATE {unique}INDEX ON {q(name)}{definition[definition.index(' USING '):]}")
+                cursor.execute(f"ANALYZE {q(name)}")
+
+    def attach(self) -> None:
+        """Attach the new partitions (inside the transaction that publishes the run)."""
+        q = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            for model, name in self.tables.items():
+                if name is not None:
+                    cursor.execute(
+                        f"ALTER TABLE {q(model._meta.db_table)} ATTACH PARTITION {q(name)} FOR VALUES IN ({int(self.run.pk)})"
+                    )
+
+
+def _writer(rows: RunRows | None):
+    return rows.write if rows is not None else write_rows
+
+
 def store_personal(
-    run: TrainingRun, user_keys: np.ndarray, item_keys: np.ndarray, scores: np.ndarray, valid: np.ndarray
-) -> int:
-    """Customers' lists: ``item_keys[i]`` (best first; ``valid`` marks real entries) for ``user_keys[i]``."""
+    run: TrainingRun, user_keys: np.ndarray, item_keys: np.ndarray, scores: np.ndarray, valid: np.ndarray,
+    rows: RunRows | None = None,
+) -> int:  # fmt: skip
+    """Customers' lists: ``item_keys[i]`` (best first; ``valid`` marks real entries) for
+    ``user_keys[i]``; through ``rows`` when the run is being stored, else into the table."""
     n_users, k = item_keys.shape
     rank = np.broadcast_to(np.arange(1, k + 1), (n_users, k))[valid]
     users = np.broadcast_to(user_keys[:, None], (n_users, k))[valid]
-    return write_rows(
+    return _writer(rows)(
         Recommendation,
         {
             "run": run.pk,
@@ -178,9 +299,9 @@ def store_personal(
     )
 
 
-def store_popular(run: TrainingRun, kind: str, item_keys: np.ndarray, scores: np.ndarray) -> int:
+def store_popular(run: TrainingRun, kind: str, item_keys: np.ndarray, scores: np.ndarray, rows: RunRows | None = None) -> int:
     n = len(item_keys)
-    return write_rows(
+    return _writer(rows)(
         Recommendation,
         {
             "run": run.pk,
@@ -195,10 +316,11 @@ def store_popular(run: TrainingRun, kind: str, item_keys: np.ndarray, scores: np
 
 
 def store_similar(
-    run: TrainingRun, item_keys: np.ndarray, similar_keys: np.ndarray, scores: np.ndarray, valid: np.ndarray
-) -> int:
+    run: TrainingRun, item_keys: np.ndarray, similar_keys: np.ndarray, scores: np.ndarray, valid: np.ndarray,
+    rows: RunRows | None = None,
+) -> int:  # fmt: skip
     n, k = similar_keys.shape
-    return write_rows(
+    return _writer(rows)(
         SimilarItem,
         {
             "run": run.pk,
@@ -253,13 +375,36 @@ def prune(keep: int | None = None) -> list[int]:
     if not old:
         return []
     ids = [pk for pk, _ in old]
-    # Fast DELETE … WHERE run_id IN (…): these tables have no dependants or signals.
+    for model in (Recommendation, SimilarItem):
+        if is_partitioned(model):
+            busy = _drop_partitions(model, ids)
+            old = [(pk, name) for pk, name in old if pk not in busy]  # their turn comes next time
+            ids = [pk for pk, _ in old]
+    # Fast DELETE … WHERE run_id IN (…): these tables have no dependants or signals.  After
+    # the partitions went, it only finds rows written to the default partition.
     Recommendation.objects.filter(run_id__in=ids).delete()
     SimilarItem.objects.filter(run_id__in=ids).delete()
     for _, name in old:
         delete_artifact(name)
     TrainingRun.objects.filter(pk__in=ids).update(pruned=True, artifact="")
     return ids
+
+
+def _drop_partitions(model, run_ids: list[int]) -> set[int]:
+    """Drop the runs' partitions: instant, and no dead rows left for VACUUM.  Dropping one
+    locks the parent table for a moment; waiting behind a long read would stall the reads
+    queued behind it, so a drop gives up after ``lock_timeout`` (the next prune retries)."""
+    q = connection.ops.quote_name
+    busy = set()
+    for run_id in run_ids:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+                cursor.execute(f"DROP TABLE IF EXISTS {q(partition_name(model, run_id))}")
+        except OperationalError as exc:
+            logger.warning("Could not drop partition %s yet: %s", partition_name(model, run_id), exc)
+            busy.add(run_id)
+    return busy
 
 
 def discard_rows(run: TrainingRun) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import evaluate as ev
-from .ids import IdMap
+from .ids import IdMap, distinct
 from .matrices import DataError, Interactions, combine, history_affinities, item_features, user_features
 from .scoring import popularity
 from .train import Hyper, Representations, WarmTrainer, fit_warm, representations
@@ -172,7 +172,7 @@ def train(
     if settings.enabled:
         test_mask = ev.time_split(base, holdout=settings.holdout, min_interactions=settings.min_interactions)
         test = base.subset(test_mask)
-        eval_users = np.unique(test.user)
+        eval_users = distinct(test.user)
         if eval_users.size >= settings.min_users and data.allowed.any():
             chosen, epochs, decision = _select(
                 data, hyper, candidates, settings, test_mask, eval_users, metrics, progress

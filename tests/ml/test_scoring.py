@@ -70,3 +70,61 @@ def test_popularity_counts_people_not_reloads():
     time = np.array([1.0, 1.0, 1.0, 5.0, 9.0])
     assert popularity(user, item, 3, time=time, since=6.0).tolist() == [0, 1, 0]
     assert top_popular(np.array([3.0, 5.0, 0.0, 5.0]), 10).tolist() == [1, 3, 0]
+
+
+def _brute_lists(users, user_bias, items, item_bias, k, allowed, exclude):
+    full = users @ items.T + item_bias
+    full[:, ~allowed] = -np.inf
+    full[exclude.nonzero()] = -np.inf
+    order = np.argsort(-full, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(full, order, axis=1)
+    return np.where(np.isfinite(values), order, -1), values + user_bias[:, None]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_score_users_across_tiles_and_threads_matches_brute_force(threads):
+    # Enough users for many tiles per chunk, and items for a padded layout of super-groups.
+    rng = np.random.default_rng(3)
+    n_users, n_items, k = 700, 2501, 15
+    users = rng.standard_normal((n_users, 8)).astype(np.float32)
+    items = rng.standard_normal((n_items, 8)).astype(np.float32)
+    user_bias = rng.standard_normal(n_users).astype(np.float32)
+    item_bias = rng.standard_normal(n_items).astype(np.float32)
+    allowed = rng.random(n_items) < 0.9
+    exclude = sp.random(n_users, n_items, density=0.01, format="csr", random_state=4)
+    exclude.data[:] = 1
+    # One user may have nothing left but k - 3 items: the list ends early, padded with -1.
+    exclude = exclude.tolil()
+    exclude[5, :] = 1
+    exclude[5, np.flatnonzero(allowed)[: k - 3]] = 0
+    exclude = exclude.tocsr()
+    exclude.eliminate_zeros()
+    expected_rows, expected_scores = _brute_lists(users, user_bias, items, item_bias, k, allowed, exclude)
+    got_rows = np.full((n_users, k), -2)
+    got_scores = np.zeros((n_users, k), np.float32)
+    for rows, item_rows, scores in score_users(
+        users, user_bias, items, item_bias, k=k, allowed=allowed, exclude=exclude, batch=256, threads=threads
+    ):
+        got_rows[rows] = item_rows
+        got_scores[rows] = scores
+    assert np.array_equal(got_rows, expected_rows)
+    finite = expected_rows >= 0
+    assert np.allclose(got_scores[finite], expected_scores[finite], atol=1e-4)
+    assert (got_rows[5, k - 3 :] == -1).all()
+
+
+def test_scoring_without_numba_gives_the_same_lists(monkeypatch):
+    from recommendations.ml import scoring
+
+    rng = np.random.default_rng(5)
+    users = rng.standard_normal((90, 6)).astype(np.float32)
+    items = rng.standard_normal((300, 6)).astype(np.float32)
+    bias = np.zeros(300, np.float32)
+    exclude = sp.random(90, 300, density=0.05, format="csr", random_state=6)
+    compiled = [r for _, r, _ in score_users(users, np.zeros(90, np.float32), items, bias, k=7, exclude=exclude, batch=32)]
+    similar = [r for _, r, _ in similar_items(items, k=5, batch=64)]
+    monkeypatch.setattr(scoring, "_KERNELS", None)
+    plain = [r for _, r, _ in score_users(users, np.zeros(90, np.float32), items, bias, k=7, exclude=exclude, batch=32)]
+    plain_similar = [r for _, r, _ in similar_items(items, k=5, batch=64)]
+    assert np.array_equal(np.vstack(compiled), np.vstack(plain))
+    assert np.array_equal(np.vstack(similar), np.vstack(plain_similar))

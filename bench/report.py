@@ -451,7 +451,8 @@ def markdown(res: dict) -> str:
     b = sc["personal_breakdown_seconds"]
     w(f"`score_over_matmul` = {res['score_over_matmul']:.3f}: the stage's FLOP/s ÷ the matmul's, each at its better "
       f"BLAS setting ({sc['blas_threads']} threads by default, or 1: on a busy machine a multithreaded BLAS call can "
-      f"wait for a core); {sc['ratio']:.3f} with both on {sc['blas_threads']} threads, {one['ratio']:.3f} with both on one. Where the customers' part goes on one thread (a timed mirror "
+      f"wait for a core); {sc['ratio']:.3f} with BLAS on {sc['blas_threads']} threads for both, {one['ratio']:.3f} with BLAS on one "
+      f"for both (the stage runs one thread per CPU either way, each with its own one-thread BLAS). Where the customers' part goes on one thread (a timed mirror "
       f"of `score_users`'s loop, tile by tile): product {b['product']:.4f} s, exclusions {b['exclude']:.4f} s, group maxima "
       f"{b['maxima']:.4f} s, selection {b['select']:.4f} s. The usual `model.predict` loop would take {pl['over_scoring_stage']:g}× the whole stage.")  # fmt: skip
     w("")

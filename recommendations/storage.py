@@ -393,13 +393,13 @@ def prune(keep: int | None = None) -> list[int]:
 def _drop_partitions(model, run_ids: list[int]) -> set[int]:
     """Drop the runs' partitions: instant, and no dead rows left for VACUUM.  Dropping one
     locks the parent table for a moment; waiting behind a long read would stall the reads
-    queued behind it, so a drop gives up after ``lock_timeout`` (the next prune retries)."""
+    queued behind it, so a drop gives up after half a second (the next prune retries)."""
     q = connection.ops.quote_name
     busy = set()
     for run_id in run_ids:
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = '2s'")
+                cursor.execute("SET LOCAL lock_timeout = '500ms'")
                 cursor.execute(f"DROP TABLE IF EXISTS {q(partition_name(model, run_id))}")
         except OperationalError as exc:
             logger.warning("Could not drop partition %s yet: %s", partition_name(model, run_id), exc)

@@ -1,4 +1,4 @@
-"""Score many customers without model.predict: chunked matrix products and block top-k.
+"""Score many customers without model.predict: tiled matrix products on every CPU, grouped top-k.
 
 python docs/examples/scale.py
 """

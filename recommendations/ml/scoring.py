@@ -22,99 +22,103 @@ import scipy.sparse as sp
 from .ids import distinct
 
 
-def _compile_kernels():
-    """The selection kernels, compiled by numba (None when numba is not installed).
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - numba is a dependency; the fallback is tested
+    njit = None
 
-    Written by hand because neither numpy nor scipy selects the top k of many rows at once
-    without a full ``argpartition`` pass per row, which costs several times the matrix
-    product that made the scores.  With numpy reductions they select in three steps (see
-    :class:`Layout`): numpy takes the maximum of each group of columns and of each group of
-    groups with wide vector instructions, which numba's loops do not emit for a maximum;
-    the compiled loop then looks only inside the best of those.
+
+def _compiled(fn):
+    """``fn`` compiled by numba (cached on disk, releasing the GIL), or None without numba.
+
+    The selection kernels below are written by hand because neither numpy nor scipy selects
+    the top k of many rows at once without a full ``argpartition`` pass per row, which costs
+    several times the matrix product that made the scores.  With numpy reductions they
+    select in three steps (see :class:`Layout`): numpy takes the maximum of each group of
+    columns and of each group of groups with wide vector instructions, which numba's loops
+    do not emit for a maximum; the compiled loop then looks only inside the best of those.
+    They live at module level: numba's disk cache misses on functions that close over other
+    compiled functions, and would compile them again in every process.
     """
-    try:
-        from numba import njit
-    except ImportError:  # pragma: no cover - numba is a dependency; the fallback is tested
-        return None
+    return njit(cache=True, nogil=True)(fn) if njit is not None else None
 
-    @njit(cache=True, nogil=True)
-    def insert(vals, idxs, size, k, v, j):  # pragma: no cover - compiled
-        """Offer entry ``(v, j)`` to ``vals[:size]``, the best ``k`` so far in order (ties: the
-        lower ``j`` first); return the new size.  Most entries fail the first test: a sorted
-        insertion then costs less than a heap, whose branches the processor cannot predict."""
-        if size == k and not (v > vals[k - 1] or (v == vals[k - 1] and j < idxs[k - 1])):
-            return size
-        pos = size if size < k else k - 1
-        while pos > 0 and (vals[pos - 1] < v or (vals[pos - 1] == v and idxs[pos - 1] > j)):
-            vals[pos] = vals[pos - 1]
-            idxs[pos] = idxs[pos - 1]
-            pos -= 1
-        vals[pos] = v
-        idxs[pos] = j
-        return size + 1 if size < k else size
 
-    @njit(cache=True, nogil=True)
-    def best_children(parents, n_parents, children, stride, values, out_v, out_i, k):  # pragma: no cover - compiled
-        """The best ``k`` of ``values[p + s * stride]`` for the first ``n_parents`` ``p`` of
-        ``parents`` and ``s`` below ``children``, into ``out_v``/``out_i``; return how many."""
-        size = 0
-        for q in range(n_parents):
-            for s in range(children):
-                c = parents[q] + s * stride
-                size = insert(out_v, out_i, size, k, values[c], c)
+@_compiled
+def _insert(vals, idxs, size, k, v, j):  # pragma: no cover - compiled
+    """Offer entry ``(v, j)`` to ``vals[:size]``, the best ``k`` so far in order (ties: the
+    lower ``j`` first); return the new size.  Most entries fail the first test: a sorted
+    insertion then costs less than a heap, whose branches the processor cannot predict."""
+    if size == k and not (v > vals[k - 1] or (v == vals[k - 1] and j < idxs[k - 1])):
         return size
+    pos = size if size < k else k - 1
+    while pos > 0 and (vals[pos - 1] < v or (vals[pos - 1] == v and idxs[pos - 1] > j)):
+        vals[pos] = vals[pos - 1]
+        idxs[pos] = idxs[pos - 1]
+        pos -= 1
+    vals[pos] = v
+    idxs[pos] = j
+    return size + 1 if size < k else size
 
-    @njit(cache=True, nogil=True)
-    def mask_rows(scores, n_valid, rows, indptr, indices, position):  # pragma: no cover - compiled
-        """Set to -inf the padding columns (``n_valid`` on) and, for row ``r``, the columns
-        ``position[indices[indptr[rows[r]]:indptr[rows[r] + 1]]]`` that are not -1."""
-        n, m = scores.shape
-        for r in range(n):
-            for j in range(n_valid, m):
-                scores[r, j] = -np.inf
-            g = rows[r]
-            for p in range(indptr[g], indptr[g + 1]):
-                c = position[indices[p]]
-                if c >= 0:
-                    scores[r, c] = -np.inf
+@_compiled
+def _best_children(parents, n_parents, children, stride, values, out_v, out_i, k):  # pragma: no cover - compiled
+    """The best ``k`` of ``values[p + s * stride]`` for the first ``n_parents`` ``p`` of
+    ``parents`` and ``s`` below ``children``, into ``out_v``/``out_i``; return how many."""
+    size = 0
+    for q in range(n_parents):
+        for s in range(children):
+            c = parents[q] + s * stride
+            size = _insert(out_v, out_i, size, k, values[c], c)
+    return size
 
-    @njit(cache=True, nogil=True)
-    def select_grouped(scores, group_max, super_max, k, out_idx, out_val):  # pragma: no cover - compiled
-        """Each row's best ``k`` columns, best first, into ``out_idx``/``out_val``.
+@_compiled
+def _mask_rows(scores, n_valid, rows, indptr, indices, position):  # pragma: no cover - compiled
+    """Set to -inf the padding columns (``n_valid`` on) and, for row ``r``, the columns
+    ``position[indices[indptr[rows[r]]:indptr[rows[r] + 1]]]`` that are not -1."""
+    n, m = scores.shape
+    for r in range(n):
+        for j in range(n_valid, m):
+            scores[r, j] = -np.inf
+        g = rows[r]
+        for p in range(indptr[g], indptr[g + 1]):
+            c = position[indices[p]]
+            if c >= 0:
+                scores[r, c] = -np.inf
 
-        Column ``j`` belongs to group ``j % G`` (``G`` = ``group_max.shape[1]``), whose
-        maximum is ``group_max[r, j % G]``; group ``g`` belongs to super-group ``g % S``
-        (``S`` = ``super_max.shape[1]``), whose maximum is ``super_max[r, g % S]``.  A row's
-        best ``k`` entries all lie in its ``k`` groups with the largest maxima (were one
-        elsewhere, those groups would hold ``k`` larger entries), and those groups in its
-        ``k`` best super-groups: only their members are looked at.
-        """
-        n, m = scores.shape
-        groups = group_max.shape[1]
-        supers = super_max.shape[1]
-        members = m // groups
-        per_super = groups // supers
-        ks = min(k, supers)
-        kg = min(k, groups)
-        super_v = np.empty(ks, scores.dtype)
-        super_i = np.empty(ks, np.int64)
-        group_v = np.empty(kg, scores.dtype)
-        group_i = np.empty(kg, np.int64)
-        root = np.zeros(1, np.int64)
-        for r in range(n):
-            best_children(root, 1, supers, 1, super_max[r], super_v, super_i, ks)
-            best_children(super_i, ks, per_super, supers, group_max[r], group_v, group_i, kg)
-            vals = out_val[r]
-            idxs = out_idx[r]
-            size = best_children(group_i, kg, members, groups, scores[r], vals, idxs, k)
-            for j in range(size, k):  # fewer entries than k: only when m < k
-                vals[j] = -np.inf
-                idxs[j] = 0
+@_compiled
+def _select_grouped(scores, group_max, super_max, k, out_idx, out_val):  # pragma: no cover - compiled
+    """Each row's best ``k`` columns, best first, into ``out_idx``/``out_val``.
 
-    return mask_rows, select_grouped
+    Column ``j`` belongs to group ``j % G`` (``G`` = ``group_max.shape[1]``), whose
+    maximum is ``group_max[r, j % G]``; group ``g`` belongs to super-group ``g % S``
+    (``S`` = ``super_max.shape[1]``), whose maximum is ``super_max[r, g % S]``.  A row's
+    best ``k`` entries all lie in its ``k`` groups with the largest maxima (were one
+    elsewhere, those groups would hold ``k`` larger entries), and those groups in its
+    ``k`` best super-groups: only their members are looked at.
+    """
+    n, m = scores.shape
+    groups = group_max.shape[1]
+    supers = super_max.shape[1]
+    members = m // groups
+    per_super = groups // supers
+    ks = min(k, supers)
+    kg = min(k, groups)
+    super_v = np.empty(ks, scores.dtype)
+    super_i = np.empty(ks, np.int64)
+    group_v = np.empty(kg, scores.dtype)
+    group_i = np.empty(kg, np.int64)
+    root = np.zeros(1, np.int64)
+    for r in range(n):
+        _best_children(root, 1, supers, 1, super_max[r], super_v, super_i, ks)
+        _best_children(super_i, ks, per_super, supers, group_max[r], group_v, group_i, kg)
+        vals = out_val[r]
+        idxs = out_idx[r]
+        size = _best_children(group_i, kg, members, groups, scores[r], vals, idxs, k)
+        for j in range(size, k):  # fewer entries than k: only when m < k
+            vals[j] = -np.inf
+            idxs[j] = 0
 
 
-_KERNELS = _compile_kernels()
+_KERNELS = None if njit is None else (_mask_rows, _select_grouped)
 
 
 def group_size(m: int, k: int) -> int:

@@ -128,3 +128,19 @@ def test_scoring_without_numba_gives_the_same_lists(monkeypatch):
     plain_similar = [r for _, r, _ in similar_items(items, k=5, batch=64)]
     assert np.array_equal(np.vstack(compiled), np.vstack(plain))
     assert np.array_equal(np.vstack(similar), np.vstack(plain_similar))
+
+
+@pytest.mark.slow
+def test_compiled_kernels_load_from_numba_cache_in_a_new_process():
+    # A kernel that numba cannot find in its disk cache is compiled again in every process
+    # (a second or more per retrain and per web process) and adds a file to the cache each time.
+    import os
+    import subprocess
+    import sys
+
+    code = "import numpy as np; from recommendations.ml.scoring import top_k; top_k(np.ones((3, 900), np.float32), 5)"
+    env = dict(os.environ, NUMBA_DEBUG_CACHE="1")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)  # fills the cache if needed
+    second = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    assert "data loaded" in second.stdout + second.stderr
+    assert "data saved" not in second.stdout + second.stderr

@@ -185,6 +185,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     # index on id: see models.Recommendation).
     list_display_links = None
 
+    @admin.display(description=_("score"), ordering="score")
+    def rounded_score(self, obj):
+        return f"{obj.score:.3f}"
+
     def has_add_permission(self, request):
         return False
 
@@ -197,7 +201,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Recommendation)
 class RecommendationAdmin(ReadOnlyAdmin):
-    list_display = ("user", "rank", "item", "score", "kind", "run")
+    list_display = ("user", "rank", "item", "rounded_score", "kind", "run")
     list_filter = ("kind", "run__is_live")
     list_select_related = ("user", "item", "run")
     search_fields = (f"user__{get_user_model().USERNAME_FIELD}",)
@@ -209,7 +213,7 @@ class RecommendationAdmin(ReadOnlyAdmin):
 
 @admin.register(PopularItem)
 class PopularItemAdmin(ReadOnlyAdmin):
-    list_display = ("kind", "rank", "item", "score", "run")
+    list_display = ("kind", "rank", "item", "rounded_score", "run")
     list_filter = ("kind", "run__is_live")
     list_select_related = ("item", "run")
     raw_id_fields = ("item", "run")
@@ -217,7 +221,7 @@ class PopularItemAdmin(ReadOnlyAdmin):
 
 @admin.register(SimilarItem)
 class SimilarItemAdmin(ReadOnlyAdmin):
-    list_display = ("item", "rank", "similar", "score", "run")
+    list_display = ("item", "rank", "similar", "rounded_score", "run")
     list_filter = ("run__is_live",)
     list_select_related = ("item", "similar", "run")
     search_fields = (f"item__{app_settings.ITEM_KEY}",)

@@ -89,7 +89,7 @@ DEFAULTS: dict[str, Any] = {
     "ARTIFACT_STORAGE": "default",  # a key of STORAGES
     "ARTIFACT_DIR": "recommendations",
     "CHUNK_SIZE": 20000,  # rows per database fetch
-    "SCORE_BATCH": 2048,  # customers per matrix product
+    "SCORE_BATCH": 2048,  # customers per chunk (each chunk is shared out in cache-sized tiles to the CPUs)
     "WRITE_BATCH": 5000,  # rows per bulk insert (PostgreSQL uses COPY)
     "CACHE_ALIAS": "default",
     "CACHE_TIMEOUT": 3600,

@@ -161,7 +161,6 @@ def existing(model, keys: np.ndarray, chunk: int = 10_000) -> np.ndarray:
     """
     keys = np.asarray(keys)
     numeric = keys.dtype.kind in "iu"
-    mask = np.zeros(keys.size, dtype=bool)
     pk = model._meta.pk
     if connection.vendor == "postgresql" and numeric and pk.get_internal_type() in INTEGER_TYPES:
         q = connection.ops.quote_name
@@ -175,6 +174,7 @@ def existing(model, keys: np.ndarray, chunk: int = 10_000) -> np.ndarray:
                 cursor.execute(sql, [keys[start : start + 100_000].tolist()])
                 missing.extend(row[0] for row in cursor.fetchall())
         return ~np.isin(keys, np.asarray(missing, dtype=np.int64))
+    mask = np.zeros(keys.size, dtype=bool)
     for start in range(0, keys.size, chunk):
         part = keys[start : start + chunk].tolist()
         found = set(model._default_manager.filter(pk__in=part).values_list("pk", flat=True))

@@ -17,14 +17,16 @@ def _name(table, suffix):
 
 
 def _index_sql(cur, table):
-    """(name, definition after ON) of the indexes on ``table``, primary key left out."""
+    """(name, ``"UNIQUE "`` or ``""``, definition from ``USING`` on) of the indexes on
+    ``table``, primary key left out."""
     cur.execute(
-        "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "SELECT c.relname, i.indisunique, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid "
         "WHERE i.indrelid = to_regclass(%s) AND NOT i.indisprimary ORDER BY c.relname",
         [table],
     )
-    return [(name, ("UNIQUE " if definition.startswith("CREATE UNIQUE") else "") + definition[definition.index(" USING "):])
-            for name, definition in cur.fetchall()]  # fmt: skip
+    return [(name, "UNIQUE " if unique else "", definition[definition.index(" USING "):])
+            for name, unique, definition in cur.fetchall()]  # fmt: skip
 
 
 def _is_partitioned(cur, q_table):
@@ -43,7 +45,7 @@ def _rebuild(schema_editor, table, partitioned):
         old = _name(table, "_old")
         cur.execute(f"ALTER TABLE {q(table)} RENAME TO {q(old)}")
         indexes = _index_sql(cur, q(old))
-        for name, _ in indexes:
+        for name, _, _ in indexes:
             cur.execute(f"DROP INDEX {q(name)}")
         cur.execute(f"SELECT pg_get_serial_sequence(%s, 'id')", [q(old)])
         old_sequence = cur.fetchone()[0]
@@ -60,8 +62,7 @@ def _rebuild(schema_editor, table, partitioned):
             cur.execute(f"CREATE TABLE {q(table)} (LIKE {q(old)})")
             cur.execute(f"ALTER TABLE {q(table)} ADD PRIMARY KEY (id)")
         cur.execute(f"INSERT INTO {q(table)} SELECT * FROM {q(old)}")
-        for name, definition in indexes:
-            unique, definition = ("UNIQUE ", definition[7:]) if definition.startswith("UNIQUE ") else ("", definition)
+        for name, unique, definition in indexes:
             cur.execute(f"CREATE {unique}INDEX {q(name)} ON {q(table)}{definition}")
         cur.execute(f"DROP TABLE {q(old)} CASCADE")  # with it its partitions, and an identity's sequence
         if old_sequence:

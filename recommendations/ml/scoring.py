@@ -308,26 +308,27 @@ class Candidates:
         return cls(items, position)
 
 
-def _select_chunks(left_of, rows_all, right, k, exclude, cand: Candidates, batch: int, threads: int | None):
+def _select_chunks(left_of, rows_all, right, k, exclude: sp.csr_matrix | None, cand: Candidates, batch: int,
+                   threads: int | None):  # fmt: skip
     """Yield ``(rows, cols, values)`` per chunk of ``batch`` rows: the top ``k`` columns of
-    ``left_of(rows) @ right`` with the excluded ones left out (see :func:`score_users`)."""
+    ``left_of(rows) @ right``, leaving out for each row the items its row of ``exclude``
+    marks (see :func:`score_users`)."""
     n_cand = right.shape[1]
-    if exclude is None:  # one empty row of exclusions, shared
-        indptr, indices = np.zeros(2, np.int64), np.zeros(0, np.int64)
-    else:
-        indptr, indices = exclude
     if _KERNELS is None:  # numpy only: one product per chunk, then top_k_numpy
         for start in range(0, rows_all.size, batch):
             rows = rows_all[start : start + batch]
             scores = left_of(rows) @ right
             if exclude is not None:
-                counts = indptr[rows + 1] - indptr[rows]
-                which = np.concatenate([indices[indptr[g] : indptr[g + 1]] for g in rows]) if counts.sum() else indices[:0]
-                c = cand.position[which]
-                r = np.repeat(np.arange(rows.size), counts)
+                block = exclude[rows]
+                r = np.repeat(np.arange(rows.size), np.diff(block.indptr))
+                c = cand.position[block.indices]
                 scores[r[c >= 0], c[c >= 0]] = -np.inf
             yield rows, *top_k_numpy(scores, k)
         return
+    if exclude is None:  # one empty row of exclusions, shared by every row
+        indptr, indices = np.zeros(2, np.int64), np.zeros(0, np.int64)
+    else:
+        indptr, indices = exclude.indptr, exclude.indices
     selector = _Selector(right, n_cand, k, threads)
     with _workers(min(selector.threads, -(-rows_all.size // selector.tile))) as pool:
         for start in range(0, rows_all.size, batch):
@@ -370,9 +371,8 @@ def score_users(
         left[:, :-1] = user_vectors[rows]
         return left
 
-    csr = None if exclude is None else (exclude.indptr, exclude.indices)
     k = min(k, cand.items.size)
-    for rows, cols, values in _select_chunks(left_of, rows_all, right, k, csr, cand, batch, threads):
+    for rows, cols, values in _select_chunks(left_of, rows_all, right, k, exclude, cand, batch, threads):
         item_rows = np.where(np.isfinite(values), cand.items[np.minimum(cols, cand.items.size - 1)], -1)
         yield rows, item_rows, values + user_biases[rows, None]
 
@@ -389,7 +389,7 @@ def similar_items(
     if cand.items.size == 0:
         return
     right = unit[cand.items].T
-    own = (np.arange(n + 1, dtype=np.int64), np.arange(n, dtype=np.int64))  # each item excludes itself
+    own = sp.identity(n, dtype=np.int8, format="csr")  # each item excludes itself
     k = min(k, cand.items.size)
     for rows, cols, values in _select_chunks(lambda rows: unit[rows], np.arange(n), right, k, own, cand, batch, threads):
         yield rows, np.where(np.isfinite(values), cand.items[np.minimum(cols, cand.items.size - 1)], -1), values

@@ -9,7 +9,7 @@ PORT ?= 8000
 SIZE ?= medium
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast bench worker beat migrate seed retrain clean
+.PHONY: run test test-fast bench quality worker beat migrate seed retrain clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py --size $(SIZE)
+
+# Real book ratings (../shared/data/goodbooks), warm and cold, scored by the shared score.py.
+QUALITY_DATA ?= ../shared/data/goodbooks
+QUALITY_SCORER ?= ../shared/quality/score.py
+quality: $(VENV)/.installed
+	$(PY) bench/quality.py --data $(QUALITY_DATA) --scorer $(QUALITY_SCORER) --out docs/QUALITY.md
 
 worker: $(VENV)/.installed
 	$(BIN)/celery -A bookstore worker --loglevel=INFO --concurrency=1

@@ -193,7 +193,11 @@ def task_retrain(args) -> dict:
         "max_rss_mb": max_rss_mb(),
         "counts": run.counts,
         "hyper": run.params.get("lightfm"),
+        "hyperparameters": run.params.get("hyperparameters"),
         "candidate": (run.params.get("candidate") or {}).get("name"),
+        "family": (run.params.get("candidate") or {}).get("family"),
+        "trials": len((run.metrics or {}).get("trials") or []),
+        "metrics_cold": (run.metrics or {}).get("cold"),
         "item_features": run.params.get("item_features"),
         "user_features": run.params.get("user_features"),
         "decision": run.decision,
@@ -219,24 +223,24 @@ def task_fit(args) -> dict:
 
     from recommendations import services, sources
     from recommendations.conf import app_settings
-    from recommendations.ml.matrices import Interactions
-    from recommendations.ml.pipeline import matrices_for
+    from recommendations.ml.families import LightFMTrainer
 
     sampler = RssSampler().start("prepare")
     extracted = sources.extract()
     data = sources.build(extracted)
     cand = services.candidates_from_settings()[0]
-    hyper = services.hyper_from_settings().with_(**cand.hyper)
+    if cand.family != "lightfm":
+        raise SystemExit(f"the first candidate is {cand.family}; the bare fit measures LightFM")
     inter = data.interactions(cand.source_scales)
-    ufeat, ifeat, _, _ = matrices_for(data, inter, cand)
-    # What fit_warm does: keep the items with interactions.
-    warm = np.bincount(inter.item, minlength=inter.n_items) > 0
-    warm_rows = np.flatnonzero(warm)
-    remap = np.full(inter.n_items, -1, dtype=np.int64)
-    remap[warm_rows] = np.arange(warm_rows.size)
-    warm_inter = Interactions(inter.user, remap[inter.item], inter.weight, inter.time, inter.n_users, int(warm_rows.size))
-    matrix, weights = warm_inter.for_lightfm()
-    warm_features = ifeat[warm_rows]
+    # The product's own builders (the trainer keeps the items with interactions only); the
+    # fit below is then a plain LightFM call on what the trainer would hand it.
+    trainer = LightFMTrainer(inter, data.item_metadata, data.user_attributes, cand, services.hyper_from_settings(),
+                             data.max_history_features)  # fmt: skip
+    hyper = trainer.hyper
+    matrix, weights = trainer.inner.matrix, trainer.inner.weights
+    ufeat, ifeat, warm_features = trainer.inner.user_features, trainer.inner.item_features, trainer.inner.warm_features
+    warm_rows = np.flatnonzero(np.bincount(inter.item, minlength=inter.n_items) > 0)
+    del trainer
     gc.collect()
 
     model = new_model(hyper)  # the product's constructor: the same hyper-parameters, a plain LightFM

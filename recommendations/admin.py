@@ -59,7 +59,7 @@ def request_retrain(request: HttpRequest, modeladmin) -> None:
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ("id", "status_badge", "started", "duration_display", "model_precision",
-                    "popularity_precision", "coverage", "is_live", "trigger")  # fmt: skip
+                    "popularity_precision", "new_books_precision", "is_live", "trigger")  # fmt: skip
     list_filter = ("status", "is_live", "trigger")
     date_hierarchy = "created"
     actions = ["retrain_now"]
@@ -108,6 +108,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
         value = obj.metric("popularity")
         return f"{value:.4f}" if value is not None else "–"
 
+    @admin.display(description=_("new books p@k"))
+    def new_books_precision(self, obj):
+        k = (obj.metrics or {}).get("k", 10)
+        value = ((obj.metrics or {}).get("cold") or {}).get(f"precision@{k}")
+        return f"{value:.4f}" if value is not None else "–"
+
     @admin.display(description=_("coverage"))
     def coverage(self, obj):
         value = obj.metric("model", "coverage")
@@ -125,19 +131,59 @@ class TrainingRunAdmin(admin.ModelAdmin):
     @admin.display(description=_("metrics"))
     def metrics_table(self, obj):
         m = obj.metrics or {}
-        if not m.get("model") and not m.get("candidates"):
+        if not m.get("model") and not m.get("trials"):
             return format_html("<pre>{}</pre>", json.dumps(m, indent=2)) if m else "–"
         k = m.get("k", 10)
-        cols = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", "auc", "coverage"]
-        head = format_html_join("", "<th>{}</th>", ((c,) for c in ["", "epochs", *cols]))
+        return format_html(
+            "{}<h3 style='margin-top:1em'>{}</h3>{}<h3 style='margin-top:1em'>{}</h3>{}",
+            self._holdouts_table(m, k), _("Search"), self._trials_table(m, k),
+            _("Choice"), format_html("<p>{}: {} · {}</p>", _("decision"), m.get("decision", "–"),
+                                     (m.get("chosen") or {}).get("candidate", "–")),
+        )  # fmt: skip
+
+    def _holdouts_table(self, m: dict, k: int):
+        """Known books (time holdout) and new books (cold-item holdout), side by side."""
+        p = f"precision@{k}"
+        model, pop, cold, overall = m.get("model") or {}, m.get("popularity") or {}, m.get("cold") or {}, m.get("overall") or {}
+        share = m.get("new_items_share") or {}
+        new = m.get("new_items") or {}
+
+        def fmt(value, pattern="{:.4f}"):
+            return pattern.format(value) if isinstance(value, (int, float)) else "–"
+
+        rows = [
+            (_("chosen model"), fmt(model.get(p)), fmt(cold.get(p)), fmt(overall.get(p)), fmt(overall.get(f"{p} without new books"))),
+            (_("popularity"), fmt(pop.get(p)), fmt(0.0) if cold.get(p) is not None else "–", "–", "–"),
+        ]
+        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
+        note = cold.get("skipped") or format_html(
+            "{} {} · {} {} · {} {} · {} {}",
+            _("held-out new books:"), cold.get("books", "–"), _("their buyers:"), cold.get("buyers", "–"),
+            _("share of slots:"), fmt(cold.get("share_of_slots"), "{:.1%}"),
+            _("served:"), format_html("{} ({} {}, {} {})", new.get("mode", "–"), _("at most"),
+                                      fmt(share.get("served"), "{:.0%}"), _("boost"), fmt(share.get("boost"))),
+        )  # fmt: skip
+        return format_html(
+            "<table><tr><th></th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{}</table><p>{}</p>",
+            format_html("{}<br>{}", _("known books"), p), format_html("{}<br>{}", _("new books"), p),
+            format_html("{}<br>{}", _("overall"), p), _("overall without new books"), body, note,
+        )  # fmt: skip
+
+    def _trials_table(self, m: dict, k: int):
+        cols = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", "coverage"]
+        head = format_html_join("", "<th>{}</th>", ((c,) for c in ["#", _("configuration"), _("family"), _("state"),
+                                                                      _("epochs"), _("seconds"), *cols]))  # fmt: skip
         body = []
-        for label, row in [(_("chosen model"), m.get("model")), (_("popularity"), m.get("popularity"))]:
-            if row:
-                body.append((format_html("<strong>{}</strong>", label), "", *[row.get(c, "") for c in cols]))
-        for row in m.get("candidates", []):
-            body.append((row["candidate"], row["epochs"], *[row.get(c, "") for c in cols]))
-        rows = format_html_join("", "<tr>" + "<td>{}</td>" * (len(cols) + 2) + "</tr>", body)
-        return format_html("<table><tr>{}</tr>{}</table><p>{}</p>", head, rows, f"decision: {m.get('decision', '–')}")
+        for row in m.get("trials", []):
+            cells = [row.get(c) for c in cols]
+            body.append((row.get("trial", ""), row.get("candidate", ""), row.get("family", ""), row.get("state", ""),
+                         row.get("epochs") or "–", row.get("seconds", ""),
+                         *[f"{c:.4f}" if isinstance(c, float) else (c if c is not None else "–") for c in cells]))  # fmt: skip
+        for row in m.get("blends", []):
+            body.append(("", format_html("{} {:.2f}", " + ".join(row.get("parts", [])), row.get("weight", 0)), "blend", "",
+                         "", "", *[f"{row[c]:.4f}" if isinstance(row.get(c), float) else "–" for c in cols]))  # fmt: skip
+        rows = format_html_join("", "<tr>" + "<td>{}</td>" * (len(cols) + 6) + "</tr>", body)
+        return format_html("<table><tr>{}</tr>{}</table>", head, rows)
 
     @admin.display(description=_("counts"))
     def counts_pretty(self, obj):

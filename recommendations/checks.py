@@ -31,6 +31,14 @@ def _path_error(model, path: str, where: str, id_: str) -> checks.Error | None:
     return None
 
 
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _positive_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
 @checks.register()
 def check_settings(app_configs=None, **kwargs) -> list:
     errors: list = []
@@ -104,7 +112,9 @@ def check_settings(app_configs=None, **kwargs) -> list:
         if not isinstance(scale, (int, float)) or not scale > 0:
             errors.append(_error(f"{where}['scale'] = {scale!r} must be a positive number.", "E003"))
 
-    from .ml.pipeline import Candidate, EvaluationSettings
+    from .ml.als import ALSHyper
+    from .ml.families import FAMILIES
+    from .ml.pipeline import EvaluationSettings, NewItemSettings, SearchSettings
     from .ml.train import Hyper
 
     hyper_keys = {f.name for f in dataclasses.fields(Hyper)}
@@ -119,7 +129,20 @@ def check_settings(app_configs=None, **kwargs) -> list:
     if not isinstance(lightfm.get("learning_rate"), (int, float)) or not lightfm["learning_rate"] > 0:
         errors.append(_error(f"RECOMMENDATIONS['LIGHTFM']['learning_rate'] = {lightfm.get('learning_rate')!r} must be positive.", "E005"))
 
-    eval_keys = {f.name for f in dataclasses.fields(EvaluationSettings)}
+    als_keys = {f.name for f in dataclasses.fields(ALSHyper)}
+    als = app_settings.ALS
+    for key in sorted(set(als) - als_keys):
+        errors.append(_error(f"RECOMMENDATIONS['ALS'][{key!r}] is not a known hyper-parameter.", "E010", f"Known: {', '.join(sorted(als_keys))}."))
+    for key in ("factors", "iterations"):
+        if not _positive_int(als.get(key)):
+            errors.append(_error(f"RECOMMENDATIONS['ALS'][{key!r}] = {als.get(key)!r} must be a positive integer.", "E010"))
+    for key in ("regularization", "alpha"):
+        if not _positive_number(als.get(key)):
+            errors.append(_error(f"RECOMMENDATIONS['ALS'][{key!r}] = {als.get(key)!r} must be a positive number.", "E010"))
+    if not isinstance(als.get("num_threads"), int) or als["num_threads"] < 0:
+        errors.append(_error(f"RECOMMENDATIONS['ALS']['num_threads'] = {als.get('num_threads')!r} must be 0 (every core) or more.", "E010"))
+
+    eval_keys = {f.name for f in dataclasses.fields(EvaluationSettings)} | {"target"}
     evaluation = app_settings.EVALUATION
     for key in sorted(set(evaluation) - eval_keys):
         errors.append(_error(f"RECOMMENDATIONS['EVALUATION'][{key!r}] is not a known key.", "E006", f"Known: {', '.join(sorted(eval_keys))}."))
@@ -127,8 +150,44 @@ def check_settings(app_configs=None, **kwargs) -> list:
         errors.append(_error(f"RECOMMENDATIONS['EVALUATION']['holdout'] = {evaluation.get('holdout')!r} must be between 0 and 1.", "E006"))
     if evaluation.get("metric") not in ("precision", "recall", "ndcg", "auc"):
         errors.append(_error(f"RECOMMENDATIONS['EVALUATION']['metric'] = {evaluation.get('metric')!r}: use precision, recall, ndcg or auc.", "E006"))
+    if not isinstance(evaluation.get("cold_items"), (int, float)) or not 0 <= evaluation["cold_items"] < 1:
+        errors.append(_error(f"RECOMMENDATIONS['EVALUATION']['cold_items'] = {evaluation.get('cold_items')!r} must be at least 0 and below 1.", "E006"))
+    target = evaluation.get("target")
+    if target is not None:
+        if isinstance(target, str) or not isinstance(target, (list, tuple)) or not target:
+            errors.append(_error(f"RECOMMENDATIONS['EVALUATION']['target'] = {target!r} must be None or a list of source names.", "E006"))
+        else:
+            for name in target:
+                if name not in names:
+                    errors.append(_error(f"RECOMMENDATIONS['EVALUATION']['target'] names an unknown source {name!r}.", "E006", f"Sources: {', '.join(sorted(map(str, names)))}."))
 
-    cand_keys = {f.name for f in dataclasses.fields(Candidate)}
+    search_keys = {f.name for f in dataclasses.fields(SearchSettings)}
+    search = app_settings.SEARCH
+    for key in sorted(set(search) - search_keys):
+        errors.append(_error(f"RECOMMENDATIONS['SEARCH'][{key!r}] is not a known key.", "E011", f"Known: {', '.join(sorted(search_keys))}."))
+    if not _positive_int(search.get("trials")):
+        errors.append(_error(f"RECOMMENDATIONS['SEARCH']['trials'] = {search.get('trials')!r} must be a positive integer.", "E011"))
+    if search.get("seconds") is not None and not _positive_number(search["seconds"]):
+        errors.append(_error(f"RECOMMENDATIONS['SEARCH']['seconds'] = {search.get('seconds')!r} must be None or a positive number.", "E011"))
+    families = search.get("families") or []
+    if isinstance(families, str) or not families or any(f not in FAMILIES for f in families):
+        errors.append(_error(f"RECOMMENDATIONS['SEARCH']['families'] = {families!r}: use a list of {', '.join(FAMILIES)}.", "E011"))
+    scales = search.get("scales") or []
+    if isinstance(scales, str) or not scales or any(not isinstance(x, (int, float)) or not 0 <= x for x in scales):
+        errors.append(_error(f"RECOMMENDATIONS['SEARCH']['scales'] = {scales!r} must be a list of numbers of at least 0.", "E011"))
+
+    new_keys = {f.name for f in dataclasses.fields(NewItemSettings)}
+    new_items = app_settings.NEW_ITEMS
+    for key in sorted(set(new_items) - new_keys):
+        errors.append(_error(f"RECOMMENDATIONS['NEW_ITEMS'][{key!r}] is not a known key.", "E012", f"Known: {', '.join(sorted(new_keys))}."))
+    share = new_items.get("max_share")
+    if share is not None and (not isinstance(share, (int, float)) or not 0 <= share <= 1):
+        errors.append(_error(f"RECOMMENDATIONS['NEW_ITEMS']['max_share'] = {share!r} must be None or between 0 and 1.", "E012"))
+    loss = new_items.get("max_loss")
+    if not isinstance(loss, (int, float)) or not 0 <= loss < 1:
+        errors.append(_error(f"RECOMMENDATIONS['NEW_ITEMS']['max_loss'] = {loss!r} must be at least 0 and below 1.", "E012"))
+
+    cand_keys = {"name", "family", "item_metadata", "history_features", "source_scales", "hyper"}
     candidates = app_settings.CANDIDATES
     if not candidates:
         errors.append(_error("RECOMMENDATIONS['CANDIDATES'] is empty.", "E007"))
@@ -139,16 +198,25 @@ def check_settings(app_configs=None, **kwargs) -> list:
             continue
         for key in sorted(set(cand) - cand_keys):
             errors.append(_error(f"{where} has an unknown key {key!r}.", "E007", f"Known: {', '.join(sorted(cand_keys))}."))
+        family = cand.get("family", "lightfm")
+        if family not in FAMILIES:
+            errors.append(_error(f"{where}['family'] = {family!r}: use one of {', '.join(FAMILIES)}.", "E007"))
         scales = cand.get("source_scales", {})
-        if scales != "equal":
-            for name, scale in (scales or {}).items():
+        if scales not in ("equal", "target"):
+            if not isinstance(scales, dict):
+                errors.append(_error(f"{where}['source_scales'] must be a dict, 'equal' or 'target'.", "E007"))
+                scales = {}
+            for name, scale in scales.items():
                 if name not in names:
                     errors.append(_error(f"{where}['source_scales'] names an unknown source {name!r}.", "E007"))
-                elif not isinstance(scale, (int, float)) or not scale > 0:
-                    errors.append(_error(f"{where}['source_scales'][{name!r}] = {scale!r} must be positive.", "E007"))
-        for key in cand.get("hyper", {}):
-            if key not in hyper_keys:
-                errors.append(_error(f"{where}['hyper'][{key!r}] is not a known hyper-parameter.", "E007"))
+                elif not isinstance(scale, (int, float)) or not scale >= 0:
+                    errors.append(_error(f"{where}['source_scales'][{name!r}] = {scale!r} must be a number of at least 0.", "E007"))
+            if scales and all(scales.get(n, 1) == 0 for n in names):
+                errors.append(_error(f"{where}['source_scales'] turns every source off.", "E007"))
+        known = als_keys if family == "als" else hyper_keys
+        for key in cand.get("hyper", {}) or {}:
+            if key not in known:
+                errors.append(_error(f"{where}['hyper'][{key!r}] is not a known hyper-parameter of {family}.", "E007"))
 
     for key in ("LIST_SIZE", "SIMILAR_SIZE", "POPULAR_SIZE", "KEEP_RUNS", "CHUNK_SIZE", "SCORE_BATCH", "WRITE_BATCH"):
         value = getattr(app_settings, key)

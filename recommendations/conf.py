@@ -5,7 +5,7 @@ Read values as attributes of ``app_settings``::
     from recommendations.conf import app_settings
     app_settings.LIST_SIZE
 
-Nested dicts (``LIGHTFM``, ``EVALUATION``) are merged key by key with their defaults, so a
+Nested dicts (``LIGHTFM``, ``ALS``, ``EVALUATION``, ``SEARCH``, ``NEW_ITEMS``) are merged key by key with their defaults, so a
 host sets only what it changes.  The object reloads when the setting changes
 (``override_settings`` in tests).
 """
@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "SIMILAR_SIZE": 12,  # stored per item
     "POPULAR_SIZE": 50,
     "POPULAR_RECENT_DAYS": 30,
-    # LightFM hyper-parameters ----------------------------------------------------------------
+    # LightFM hyper-parameters (the "lightfm" family's defaults) ------------------------------
     "LIGHTFM": {
         "loss": "warp",
         "no_components": 32,
@@ -63,27 +63,66 @@ DEFAULTS: dict[str, Any] = {
         "num_threads": 1,
         "random_state": 42,
     },
-    # Evaluation on a time holdout --------------------------------------------------------------
+    # implicit's alternating least squares (the "als" family's defaults) ------------------------
+    "ALS": {
+        "factors": 64,
+        "regularization": 1.0,
+        "alpha": 1.0,  # confidence = alpha × weight
+        "iterations": 15,
+        "num_threads": 0,  # 0: every core (deterministic whatever the count)
+        "random_state": 42,
+    },
+    # The holdouts that choose the model -------------------------------------------------------
     "EVALUATION": {
         "enabled": True,
         "k": 10,
         "holdout": 0.2,  # the most recent share of each customer's interactions
         "min_interactions": 3,  # customers with fewer are not held out
         "max_users": 10000,  # evaluate on a sample of at most this many customers
-        "min_users": 10,  # fewer evaluable customers: train without evaluation
+        "min_users": 10,  # fewer customers with a held-out success: train without evaluation
         "metric": "precision",  # precision, recall, ndcg or auc, at k
-        "checkpoints": [1 / 3, 2 / 3, 1.0],  # epoch counts tried, as shares of "epochs"
+        # Sources whose held-out rows count as successes; None: the sources marked "exclude"
+        # (what customers buy), or every source when none is.
+        "target": None,
+        # The cold-item holdout: this share of the books sold in the held-out period is held
+        # out whole (every row), to measure and calibrate how new books are served.
+        "cold_items": 0.1,
+        "min_cold_buyers": 10,  # fewer buyers of those books: new books are not calibrated
     },
-    # The configurations the holdout chooses from (the first one is used without evaluation).
-    # Keys: name, item_metadata, history_features, source_scales {source: scale}, hyper {...}.
+    # The search over families, hyper-parameters, source scales and features (Optuna) -----------
+    "SEARCH": {
+        "trials": 40,  # at most this many configurations, the CANDIDATES first
+        # Seconds the search may take; None: time_ratio × the time a full fit of the first
+        # candidate takes (measured on its trial), but at least min_seconds.
+        "seconds": None,
+        "time_ratio": 1.25,
+        "min_seconds": 120,
+        "families": ["lightfm", "als"],
+        "max_epochs": None,  # LightFM epochs a trial may reach; None: twice LIGHTFM's
+        "checkpoints": 6,  # measurements per LIGHTFM["epochs"] (early stopping, pruning)
+        "patience": 2,  # checkpoints without improvement before a trial stops
+        "scales": [0.0, 0.05, 0.1, 0.25, 0.5, 1.0],  # tried for each source that is not a target
+        "blend": True,  # try the two best families together
+    },
+    # The configurations tried first (the first one alone without evaluation).  Keys: name,
+    # family ("lightfm" or "als"), item_metadata, history_features, source_scales ({source:
+    # scale}, "equal" or "target": the target sources only), hyper {...}.
     "CANDIDATES": [
         {"name": "hybrid"},
-        {"name": "hybrid + history", "history_features": True},
+        {"name": "ALS", "family": "als"},
+        {"name": "ALS on the target sources", "family": "als", "source_scales": "target"},
         {"name": "collaborative", "item_metadata": False},
-        {"name": "hybrid, sources weighted equally", "source_scales": "equal"},
     ],
     # Each customer's history features keep their strongest this many affinities.
     "MAX_HISTORY_FEATURES": 20,
+    # New books (no sales, no views yet) --------------------------------------------------------
+    "NEW_ITEMS": {
+        "enabled": True,
+        # Most share of a list's slots new books may take; None: what the cold-item holdout chose.
+        "max_share": None,
+        # What showing new books may cost: at most this share of the holdout's precision.
+        "max_loss": 0.02,
+    },
     # Storage and operation -----------------------------------------------------------------
     "KEEP_RUNS": 3,  # runs whose rows and artifacts are kept (the live one included)
     "ARTIFACT_STORAGE": "default",  # a key of STORAGES
@@ -104,7 +143,7 @@ DEFAULTS: dict[str, Any] = {
     "RESCORE_ON_SAVE": True,  # saving a row of an "exclude" source rescores that customer
 }
 
-NESTED = ("LIGHTFM", "EVALUATION")
+NESTED = ("LIGHTFM", "ALS", "EVALUATION", "SEARCH", "NEW_ITEMS")
 IMPORT_STRINGS = ("SOURCE_CLASS",)
 
 

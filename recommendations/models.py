@@ -97,7 +97,7 @@ class TrainingRun(models.Model):
             "started": self.started.isoformat() if self.started else None,
             "finished": self.finished.isoformat() if self.finished else None,
             "counts": self.counts,
-            "hyperparameters": self.params.get("lightfm", {}),
+            "hyperparameters": self.params.get("hyperparameters") or {"lightfm": self.params.get("lightfm", {})},
             "candidate": self.params.get("candidate"),
             "seconds": self.stage_seconds,
             "metrics": self.metrics,

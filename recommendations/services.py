@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -25,9 +26,22 @@ from django.utils import timezone
 
 from . import cache, sources, storage
 from .conf import app_settings
+from .ml import serving
+from .ml.als import ALSHyper
+from .ml.coldstart import Calibration, ContentTower
+from .ml.families import Config
+from .ml.ids import IdMap
 from .ml.matrices import DataError
-from .ml.pipeline import Candidate, EvaluationSettings, SourceData, TrainResult, train
-from .ml.scoring import popularity, score_users, similar_items, top_popular
+from .ml.pipeline import (
+    EvaluationSettings,
+    NewItemSettings,
+    SearchSettings,
+    SourceData,
+    TrainResult,
+    TrainSettings,
+    train,
+)
+from .ml.scoring import popularity, similar_items, top_popular
 from .ml.train import Hyper
 from .models import ListKind, Recommendation, TrainingRun
 
@@ -58,23 +72,52 @@ def hyper_from_settings() -> Hyper:
     return Hyper(**app_settings.LIGHTFM)
 
 
+def als_from_settings() -> ALSHyper:
+    return ALSHyper(**app_settings.ALS)
+
+
 def evaluation_from_settings(enabled: bool | None = None) -> EvaluationSettings:
-    conf = dict(app_settings.EVALUATION)
+    conf = {k: v for k, v in app_settings.EVALUATION.items() if k != "target"}
     if enabled is not None:
         conf["enabled"] = enabled
-    conf["checkpoints"] = tuple(conf.get("checkpoints") or (1.0,))
     return EvaluationSettings(**conf)
 
 
-def candidates_from_settings() -> list[Candidate]:
+def search_from_settings() -> SearchSettings:
+    conf = dict(app_settings.SEARCH)
+    conf["families"] = tuple(conf.get("families") or ())
+    conf["scales"] = tuple(float(x) for x in conf.get("scales") or ())
+    return SearchSettings(**conf)
+
+
+def candidates_from_settings() -> list[Config]:
+    """``CANDIDATES`` as configurations: ``source_scales`` "equal" weighs every source 1,
+    "target" keeps the target sources only (see ``EVALUATION["target"]``)."""
     names = [s["name"] for s in app_settings.SOURCES]
+    targets = sources.target_names()
     result = []
     for conf in app_settings.CANDIDATES:
-        conf = dict(conf)
-        if conf.get("source_scales") == "equal":
-            conf["source_scales"] = {name: 1.0 for name in names}
-        result.append(Candidate(**conf))
+        scales = conf.get("source_scales") or {}
+        if scales == "equal":
+            scales = {name: 1.0 for name in names}
+        elif scales == "target":
+            scales = {name: 0.0 for name in names if name not in targets}
+        result.append(
+            Config(
+                name=conf["name"], family=conf.get("family", "lightfm"), params=dict(conf.get("hyper") or {}),
+                source_scales={k: float(v) for k, v in scales.items()},
+                item_metadata=conf.get("item_metadata", True), history_features=conf.get("history_features", False),
+            )  # fmt: skip
+        )
     return result
+
+
+def train_settings(evaluate: bool | None = None) -> TrainSettings:
+    return TrainSettings(
+        hyper=hyper_from_settings(), als=als_from_settings(), candidates=candidates_from_settings(),
+        evaluation=evaluation_from_settings(evaluate), search=search_from_settings(),
+        new_items=NewItemSettings(**app_settings.NEW_ITEMS),
+    )  # fmt: skip
 
 
 class _Recorder:
@@ -294,10 +337,7 @@ def _retrain(run: TrainingRun, evaluate: bool | None) -> TrainingRun:
         if data.n_items < 2 or not data.allowed.any():
             raise NotEnoughData("Not enough data: at least two items, one of them recommendable, are needed.")
 
-        hyper = hyper_from_settings()
-        result = train(
-            data, hyper, candidates_from_settings(), evaluation_from_settings(evaluate), progress=rec.progress
-        )
+        result = train(data, train_settings(evaluate), progress=rec.progress)
         for name, seconds in result.seconds.items():
             rec.seconds[name] = round(seconds, 4)
         run.decision = result.decision
@@ -306,8 +346,9 @@ def _retrain(run: TrainingRun, evaluate: bool | None) -> TrainingRun:
         run.counts.update(users=data.n_users, interactions=len(result.interactions), items_allowed=int(data.allowed.sum()))
 
         with rec.stage("score"):
-            lists = _score(data, result, exclude, rec)
-        artifact = storage.save_artifact(run, _artifact(data, result))
+            lists, how = _score(data, result, exclude, rec)
+        run.metrics.setdefault("new_items", {})["mode"] = how
+        artifact = storage.save_artifact(run, _artifact(data, result, how))
         with rec.stage("store"):
             _store_and_publish(run, data, lists, artifact, rec)
     except NotEnoughData as exc:
@@ -375,17 +416,27 @@ def _fail(run: TrainingRun, rec: _Recorder, status: str, message: str, artifact:
 
 
 def _params(result: TrainResult, data) -> dict:
-    cand = result.candidate
+    cfg = result.config
+    parts = list(cfg.parts) if cfg.family == "blend" else [(cfg, 1.0)]
+    hyper = {}
+    for part, _ in parts:
+        if part.family == "als":
+            hyper["als"] = als_from_settings().with_(**part.params).as_dict() | {"iterations": result.epochs.get("als")}
+        else:
+            hyper["lightfm"] = hyper_from_settings().with_(**part.params).as_dict() | {"epochs": result.epochs.get("lightfm")}
+    scales = _scales(result)
     return {
-        "lightfm": result.hyper.as_dict(),
-        "candidate": {
-            "name": cand.name,
-            "item_metadata": cand.item_metadata,
-            "history_features": cand.history_features,
-            "source_scales": cand.source_scales,
-        },
-        "sources": {s.name: {"scale": cand.source_scales.get(s.name, s.scale), "transform": s.transform} for s in data.sources},
+        "family": cfg.family,
+        "config": cfg.describe(),
+        "hyperparameters": hyper,
+        **({"lightfm": hyper["lightfm"]} if "lightfm" in hyper else {}),
+        "candidate": {"name": cfg.name, "family": cfg.family, "item_metadata": cfg.item_metadata,
+                      "history_features": cfg.history_features, "source_scales": scales},  # fmt: skip
+        "sources": {s.name: {"scale": scales.get(s.name, s.scale), "transform": s.transform, "target": s.target}
+                    for s in data.sources},  # fmt: skip
         "evaluation": app_settings.EVALUATION,
+        "search": app_settings.SEARCH,
+        "new_items": app_settings.NEW_ITEMS,
         "list_size": app_settings.LIST_SIZE,
         "similar_size": app_settings.SIMILAR_SIZE,
         "bucket_edges": data.edges,
@@ -394,16 +445,31 @@ def _params(result: TrainResult, data) -> dict:
     }
 
 
-def _score(data, result: TrainResult, exclude, rec: _Recorder) -> dict:
-    reps = result.reps
+def _scales(result: TrainResult) -> dict:
+    cfg = result.config
+    return dict(cfg.parts[0][0].source_scales if cfg.family == "blend" else cfg.source_scales)
+
+
+def _represents_new(result: TrainResult) -> bool:
+    """Whether the served factors score books without interactions from their features."""
+    return result.config.family == "lightfm" and result.config.item_metadata
+
+
+def _score(data, result: TrainResult, exclude, rec: _Recorder) -> tuple[dict, str]:
+    f, ni = result.factors, result.new_items
+    new_rows = ni.new if ni is not None else np.empty(0, np.int64)
+    calibration = ni.calibration if ni is not None else None
+    how = serving.mode(new_rows, calibration, _represents_new(result), ni.max_share if ni else 0.0)
     lists: dict = {}
     if result.decision != TrainingRun.Decision.POPULARITY:
         k = app_settings.LIST_SIZE
         item_rows = np.full((data.n_users, k), -1, dtype=np.int64)
         scores = np.zeros((data.n_users, k), dtype=np.float32)
-        for rows, items, values in score_users(
-            reps.user_vectors, reps.user_biases, reps.item_vectors, reps.item_biases,
-            k=k, allowed=data.allowed, exclude=exclude, batch=app_settings.SCORE_BATCH,
+        for rows, items, values in serving.personal_lists(
+            f.user_vectors, f.user_biases, f.item_vectors, f.item_biases,
+            k=k, allowed=data.allowed, new_rows=new_rows, how=how, exclude=exclude,
+            tower=ni.tower if ni else None, profiles=ni.profiles if ni else None, calibration=calibration,
+            batch=app_settings.SCORE_BATCH,
         ):  # fmt: skip
             item_rows[rows, : items.shape[1]] = items
             scores[rows, : values.shape[1]] = values
@@ -412,9 +478,23 @@ def _score(data, result: TrainResult, exclude, rec: _Recorder) -> dict:
     sim = app_settings.SIMILAR_SIZE
     sim_rows = np.full((data.n_items, sim), -1, dtype=np.int64)
     sim_scores = np.zeros((data.n_items, sim), dtype=np.float32)
-    for rows, similar, values in similar_items(reps.item_vectors, k=sim, allowed=data.allowed, batch=app_settings.SCORE_BATCH):
+    # Books the model cannot represent (zero vectors) are neither given nor offered as similar
+    # by the model; the metadata tower finds theirs.
+    by_model = data.allowed.copy()
+    if how != "model" and new_rows.size:
+        by_model[new_rows] = False
+    for rows, similar, values in similar_items(f.item_vectors, k=sim, allowed=by_model, batch=app_settings.SCORE_BATCH):
         sim_rows[rows, : similar.shape[1]] = similar
         sim_scores[rows, : values.shape[1]] = values
+    if how != "model" and new_rows.size and ni is not None:
+        touched = np.zeros(data.n_items, bool)
+        for source in data.sources:
+            touched[source.item] = True
+        rows_new = np.flatnonzero(~touched)
+        for start in range(0, rows_new.size, 1024):
+            chunk = rows_new[start : start + 1024]
+            found, values = ni.tower.similar(chunk, np.flatnonzero(data.allowed), sim)
+            sim_rows[chunk], sim_scores[chunk] = found, values
     lists["similar"] = (sim_rows, sim_scores)
 
     inter = result.interactions
@@ -425,7 +505,7 @@ def _score(data, result: TrainResult, exclude, rec: _Recorder) -> dict:
         since = finite.max() - app_settings.POPULAR_RECENT_DAYS * 86400
         recent = popularity(inter.user, inter.item, data.n_items, time=inter.time, since=since)
         lists[ListKind.RECENT.value] = _popular_list(recent, data.allowed)
-    return lists
+    return lists, how
 
 
 def _popular_list(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -461,63 +541,149 @@ def _store(run: TrainingRun, data, lists: dict, writer: storage.RunRows) -> dict
     return counts
 
 
-def _artifact(data, result: TrainResult) -> dict[str, np.ndarray]:
-    reps = result.reps
+ARTIFACT_VERSION = 2
+
+
+def _artifact(data, result: TrainResult, how: str) -> dict[str, np.ndarray]:
+    f, ni = result.factors, result.new_items
     meta = {
-        "candidate": result.candidate.name,
-        "hyper": result.hyper.as_dict(),
-        "history_features": result.candidate.history_features,
-        "item_metadata": result.candidate.item_metadata,
+        "version": ARTIFACT_VERSION,
+        "config": result.config.describe(),
+        "parts": f.parts,
+        "source_scales": _scales(result),
+        "new_items": how,
         "bucket_edges": data.edges,
     }
-    return {
+    arrays = {
         "user_keys": data.users.keys,
         "item_keys": data.items.keys,
         "allowed": data.allowed,
-        "user_vectors": reps.user_vectors,
-        "user_biases": reps.user_biases,
-        "item_vectors": reps.item_vectors,
-        "item_biases": reps.item_biases,
-        "user_feature_vectors": reps.user_feature_vectors,
-        "user_feature_biases": reps.user_feature_biases,
-        "item_feature_vectors": reps.item_feature_vectors,
-        "item_feature_biases": reps.item_feature_biases,
+        "user_vectors": f.user_vectors,
+        "user_biases": f.user_biases,
+        "item_vectors": f.item_vectors,
+        "item_biases": f.item_biases,
         "user_feature_names": np.asarray(result.user_feature_names, dtype=str),
         "item_feature_names": np.asarray(result.item_feature_names, dtype=str),
         "meta": np.asarray(json.dumps(meta)),
+        **{k: np.asarray(v) for k, v in f.arrays.items()},
     }
+    if ni is not None:
+        tower = ni.tower.items
+        arrays.update(
+            new_rows=ni.new.astype(np.int64),
+            tower_data=tower.data, tower_indices=tower.indices.astype(np.int64), tower_indptr=tower.indptr.astype(np.int64),
+            tower_shape=np.asarray(tower.shape, dtype=np.int64), tower_idf=ni.tower.idf,
+        )  # fmt: skip
+        if ni.calibration is not None:
+            arrays.update(ni.calibration.as_arrays())
+    return arrays
 
 
 # -- one customer, between retrains ------------------------------------------------------------
+@dataclass
+class LiveModel:
+    """A run's artifact, checked and ready to rescore customers (see :func:`_live_model`)."""
+
+    users: IdMap
+    items: IdMap
+    allowed: np.ndarray
+    user_vectors: np.ndarray
+    user_biases: np.ndarray
+    item_vectors: np.ndarray
+    item_biases: np.ndarray
+    parts: list
+    scales: dict
+    how: str
+    new_rows: np.ndarray
+    tower: ContentTower | None
+    calibration: Calibration | None
+
+
+def _live_from_arrays(arrays: dict) -> LiveModel:
+    """Raises ``ValueError``/``KeyError`` when the arrays do not make a consistent model."""
+    meta = json.loads(str(arrays["meta"]))
+    users, items = IdMap(arrays["user_keys"]), IdMap(arrays["item_keys"])
+    uv, iv = np.asarray(arrays["user_vectors"], np.float32), np.asarray(arrays["item_vectors"], np.float32)
+    ub, ib = np.asarray(arrays["user_biases"], np.float32), np.asarray(arrays["item_biases"], np.float32)
+    allowed = np.asarray(arrays["allowed"], bool)
+    n_u, n_i = len(users), len(items)
+    if uv.ndim != 2 or iv.ndim != 2 or uv.shape != (n_u, iv.shape[1]) or iv.shape[0] != n_i:
+        raise ValueError(f"vectors of shapes {uv.shape} and {iv.shape} do not fit {n_u} users and {n_i} items")
+    if ub.shape != (n_u,) or ib.shape != (n_i,) or allowed.shape != (n_i,):
+        raise ValueError("biases or the allowed mask do not fit the id maps")
+    parts = list(meta.get("parts") or [{"family": "lightfm", "start": 0, "stop": iv.shape[1], "weight": 1.0}])
+    for p in parts:
+        if not (0 <= int(p["start"]) < int(p["stop"]) <= iv.shape[1]) or p.get("family") not in ("lightfm", "als"):
+            raise ValueError(f"a part {p!r} does not fit the vectors")
+    tower = calibration = None
+    new_rows = np.asarray(arrays.get("new_rows", np.empty(0, np.int64)), np.int64)
+    if new_rows.size and (new_rows.min() < 0 or new_rows.max() >= n_i):
+        raise ValueError("new book rows out of range")
+    if "tower_data" in arrays:
+        shape = tuple(int(x) for x in arrays["tower_shape"])
+        matrix = sp.csr_matrix((arrays["tower_data"], arrays["tower_indices"], arrays["tower_indptr"]), shape=shape)
+        matrix.check_format(full_check=True)
+        if shape[0] != n_i:
+            raise ValueError("the metadata tower does not fit the items")
+        tower = ContentTower.from_arrays(matrix, arrays["tower_idf"])
+        calibration = Calibration.from_arrays(arrays)
+    return LiveModel(users, items, allowed, uv, ub, iv, ib, parts, dict(meta.get("source_scales") or {}),
+                     str(meta.get("new_items", "model")), new_rows, tower, calibration)  # fmt: skip
+
+
 @lru_cache(maxsize=2)
-def _live_model(run_id: int, artifact: str) -> dict | None:
-    """The arrays of a run's artifact, kept in memory for the next rescores (two runs at most)."""
+def _live_model(run_id: int, artifact: str, created: str = "") -> LiveModel | None:
+    """A run's artifact, kept in memory for the next rescores (two runs at most); ``None``
+    when it does not load or does not make a consistent model.  ``created`` is part of the
+    key: a recreated database numbers its runs (and names their artifacts) from 1 again."""
     arrays = storage.load_artifact(artifact)
     if arrays is None:
         return None
-    from .ml.ids import IdMap
+    try:
+        return _live_from_arrays(arrays)
+    except Exception as exc:  # a tampered or outdated artifact is "no model", never a crash
+        logger.warning("Model artifact %s is not usable (%s); treating it as absent.", artifact, exc)
+        return None
 
-    arrays["_users"] = IdMap(arrays["user_keys"])
-    arrays["_items"] = IdMap(arrays["item_keys"])
-    return arrays
+
+def _fold_in(model: LiveModel, row: int, history: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The customer's vector and bias: ALS parts are solved again from their history (so a
+    purchase since the run counts), LightFM parts are the stored vector, or for a customer
+    the run has not seen, the weighted mean of their books' vectors."""
+    vector = np.zeros(model.item_vectors.shape[1], np.float32)
+    known = row >= 0
+    if not known and history.size == 0:
+        return None
+    for p in model.parts:
+        cols = slice(int(p["start"]), int(p["stop"]))
+        if p["family"] == "als" and history.size:
+            from .ml.als import fold_in
+
+            vector[cols] = fold_in(model.item_vectors[:, cols], history, weights, p) * np.float32(p["weight"])
+        elif known:
+            vector[cols] = model.user_vectors[row, cols]
+        elif history.size:
+            w = weights.astype(np.float32)
+            vector[cols] = (model.item_vectors[history, cols] * w[:, None]).sum(axis=0) / max(float(w.sum()), 1e-9)
+    bias = float(model.user_biases[row]) if known else 0.0
+    return vector, bias
 
 
 def rescore_user(user_id) -> int:
     """Recompute one customer's list in the live run from its stored artifact (no retrain).
 
-    What the customer owns now (e.g. the books just bought) is left out.  A customer the
-    run has never seen gets a list from their history: the mean of the vectors of the items
-    they bought or viewed.  Returns the number of rows written (0: nothing to do).
+    What the customer owns now (e.g. the books just bought) is left out, and new books reach
+    them as they reach everyone.  Returns the number of rows written (0: nothing to do).
     """
-    run = TrainingRun.objects.live().only("pk", "artifact", "decision").first()
+    run = TrainingRun.objects.live().only("pk", "artifact", "decision", "created").first()
     if run is None or not run.artifact or run.decision == TrainingRun.Decision.POPULARITY:
         cache.user_changed(user_id)
         return 0
-    model = _live_model(run.pk, run.artifact)
+    model = _live_model(run.pk, run.artifact, run.created.isoformat() if run.created else "")
     if model is None:  # the artifact no longer loads: keep serving the stored list
         cache.user_changed(user_id)
         return 0
-    items = model["_items"]
+    items = model.items
     owned, history, weights = [], [], []
     for source in sources.sources():
         raw = source.read_user(user_id)
@@ -525,28 +691,35 @@ def rescore_user(user_id) -> int:
         known = rows >= 0
         if source.exclude:
             owned.append(rows[known])
+        scale = model.scales.get(raw.name, raw.scale)
+        if scale <= 0:
+            continue
         history.append(rows[known])
         weights.append(
             SourceData(raw.name, rows[known], rows[known], raw.values[known], raw.times[known],
-                       scale=raw.scale, transform=raw.transform).weights()
+                       scale=scale, transform=raw.transform).weights()
         )  # fmt: skip
     history_rows = np.concatenate(history) if history else np.empty(0, np.int64)
-    row = model["_users"].index([user_id])[0]
-    if row >= 0:
-        vector, bias = model["user_vectors"][row], float(model["user_biases"][row])
-    elif history_rows.size:
-        w = np.concatenate(weights).astype(np.float32)
-        vector = (model["item_vectors"][history_rows] * w[:, None]).sum(axis=0) / max(w.sum(), 1e-9)
-        bias = 0.0
-    else:
+    history_w = np.concatenate(weights) if weights else np.empty(0)
+    row = int(model.users.index([user_id])[0])
+    folded = _fold_in(model, row, history_rows, history_w)
+    if folded is None:
         cache.user_changed(user_id)
         return 0
-    exclude = np.zeros((1, items.keys.size), dtype=np.float32)
+    vector, bias = folded
+    n_items = len(items)
     owned_rows = np.concatenate(owned) if owned else np.empty(0, np.int64)
-    exclude[0, owned_rows] = 1
-    (_, item_rows, scores), = score_users(
-        vector[None, :].astype(np.float32), np.array([bias], np.float32), model["item_vectors"], model["item_biases"],
-        k=app_settings.LIST_SIZE, allowed=model["allowed"], exclude=sp.csr_matrix(exclude),
+    exclude = sp.csr_matrix((np.ones(owned_rows.size, np.float32), (np.zeros(owned_rows.size, np.int64), owned_rows)),
+                            shape=(1, n_items))  # fmt: skip
+    profiles = None
+    if model.tower is not None:
+        hist = sp.csr_matrix((history_w.astype(np.float32), (np.zeros(history_rows.size, np.int64), history_rows)),
+                             shape=(1, n_items))  # fmt: skip
+        profiles = model.tower.profiles(hist)
+    ((_, item_rows, scores),) = serving.personal_lists(
+        vector[None, :], np.array([bias], np.float32), model.item_vectors, model.item_biases,
+        k=app_settings.LIST_SIZE, allowed=model.allowed, new_rows=model.new_rows, how=model.how, exclude=exclude,
+        tower=model.tower, profiles=profiles, calibration=model.calibration, threads=1,
     )  # fmt: skip
     item_rows, scores = item_rows[0], scores[0]
     valid = item_rows >= 0

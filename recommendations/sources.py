@@ -191,6 +191,16 @@ def sources() -> list:
     return [app_settings.SOURCE_CLASS(config) for config in app_settings.SOURCES]
 
 
+def target_names() -> set[str]:
+    """The sources whose rows are what the shop wants (``EVALUATION["target"]``): by default
+    those marked ``exclude`` (purchases), or every source when none is."""
+    explicit = app_settings.EVALUATION.get("target")
+    if explicit:
+        return set(explicit)
+    marked = {c["name"] for c in app_settings.SOURCES if c.get("exclude")}
+    return marked or {c["name"] for c in app_settings.SOURCES}
+
+
 def _feature_columns(model, features: dict, keys_filter=None, chunk_size: int = 20000) -> dict:
     """``{path: (kind, row keys, values)}`` for each configured feature of ``model``."""
     manager = model._default_manager
@@ -268,6 +278,7 @@ def build(extracted: Extracted) -> TrainingData:
     least one interaction.
     """
     items = IdMap(extracted.item_keys)
+    targets = target_names()
     non_empty = [s.users for s in extracted.sources if s.users.size]
     users = IdMap(np.concatenate(non_empty) if non_empty else np.empty(0, dtype=np.int64))
     sources_data = []
@@ -283,6 +294,7 @@ def build(extracted: Extracted) -> TrainingData:
                 time=s.times[known],
                 scale=s.scale,
                 transform=s.transform,
+                target=s.name in targets,
             )
         )
     meta = _feature_set(items, extracted.item_columns, app_settings.NUMBER_BUCKETS)

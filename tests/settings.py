@@ -33,4 +33,6 @@ RECOMMENDATIONS = {
     **RECOMMENDATIONS,  # noqa: F405
     "HEARTBEAT_SECONDS": float(os.environ.get("TEST_HEARTBEAT_SECONDS", "30")),
     "STALE_AFTER_SECONDS": float(os.environ.get("TEST_STALE_AFTER_SECONDS", "300")),
+    # A short search: the tests check what the search does, not how well it searches.
+    "SEARCH": {"trials": 6, "seconds": 600},
 }

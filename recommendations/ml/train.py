@@ -138,7 +138,8 @@ class WarmTrainer:
                 self.matrix,
                 user_features=self.user_features,
                 item_features=self.warm_features,
-                sample_weight=self.weights,
+                # k-OS ranks by the k-th positive and takes no weights (LightFM refuses them).
+                sample_weight=None if self.hyper.loss == "warp-kos" else self.weights,
                 epochs=epochs - self.epochs,
                 num_threads=self.hyper.num_threads,
             )

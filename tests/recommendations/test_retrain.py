@@ -75,7 +75,8 @@ def test_run_records_stages_counts_metrics_and_an_artifact(fast):
     assert run.counts["users"] == 24 and run.counts["recommendations"] == 24 * 8
     assert run.counts["similar_items"] > 0 and run.counts["popular_items"] > 0
     assert {"precision@5", "recall@5", "ndcg@5", "auc", "coverage"} <= set(run.metrics["model"])
-    assert run.metrics["candidates"] and run.metrics["chosen"]["candidate"]
+    assert run.metrics["trials"] and run.metrics["chosen"]["candidate"]
+    assert {"precision@5", "share_of_slots", "buyers"} <= set(run.metrics["cold"]) or "skipped" in run.metrics["cold"]
     arrays = storage.load_artifact(run.artifact)
     assert arrays is not None and arrays["user_vectors"].shape[0] == 24
     assert arrays["item_keys"].dtype.kind in "iu" and arrays["item_feature_names"].dtype.kind == "U"
@@ -249,8 +250,11 @@ class TestCommands:
         data = json.loads(out.getvalue())
         assert data["status"] == "succeeded" and data["id"]
         assert {"extract", "fit", "score", "store"} <= set(data["seconds"])
-        assert data["hyperparameters"]["loss"] == "warp"
+        family = data["candidate"]["family"]
+        parts = ["als", "lightfm"] if family == "blend" else [family]
+        assert all(data["hyperparameters"][p] for p in parts), data["hyperparameters"]
         assert "precision@5" in data["metrics"]["model"] and "precision@5" in data["metrics"]["popularity"]
+        assert data["metrics"]["trials"] and "cold" in data["metrics"], "warm and cold figures side by side"
         assert data["counts"]["recommendations"] > 0
 
     def test_retrain_if_none_live(self, fast):
@@ -399,3 +403,51 @@ def test_users_and_books_deleted_during_a_retrain_are_left_out(fast, monkeypatch
     assert not SimilarItem.objects.filter(similar_id=gone_ids[1]).exists()
     assert run.counts["recommendations"] == Recommendation.objects.filter(run=run, user__isnull=False).count()
     assert run.counts["recommendations"] > 20 * 8, "everyone else keeps a full list, minus the deleted book"
+
+
+def test_an_als_run_serves_rescores_and_brings_a_new_book_to_its_fans(fast, django_capture_on_commit_callbacks):
+    # ALS chosen (the only family), evaluated: new books come from the metadata tower.
+    fast.RECOMMENDATIONS = {
+        **fast.RECOMMENDATIONS,
+        "CANDIDATES": [{"name": "ALS", "family": "als", "hyper": {"factors": 16, "regularization": 0.1}}],
+        "SEARCH": {"trials": 1, "seconds": 600, "families": ["als"]},
+        "EVALUATION": {"min_users": 10, "k": 5, "min_cold_buyers": 5},
+    }
+    store = planted_store(fans=60)
+    # No price: in this store prices are shared across genres, and a price bucket would link
+    # the new Alpha book to Beta fans as strongly as its genre links it to Alpha fans.
+    newcomer = Book.objects.create(product="A-new", title="Alpha newcomer", format="printedbook")
+    newcomer.genres.add(store["genres"]["Alpha"])
+    run = services.retrain()
+    assert run.status == "succeeded", run.error
+    assert run.params["family"] == "als" and run.params["hyperparameters"]["als"]["factors"] == 16
+    assert run.metrics["new_items"]["mode"] == "calibrated", run.metrics.get("cold")
+    lists = live_lists()
+    alpha_fans = [u.pk for u in store["users"]["Alpha"]]
+    beta_fans = [u.pk for u in store["users"]["Beta"]]
+    assert np.mean([newcomer.pk in lists[u] for u in alpha_fans]) >= 0.5
+    assert not any(newcomer.pk in lists[u] for u in beta_fans)
+    assert SimilarItem.objects.live().filter(item=newcomer).exists(), "a new book has similar books by its metadata"
+
+    # A purchase rescores the customer from the artifact: ALS solves their vector again.
+    fan = store["users"]["Alpha"][0]
+    bought = Book.objects.get(pk=lists[fan.pk][0])
+    with django_capture_on_commit_callbacks(execute=True):
+        order = Order.objects.create(user=fan)
+        OrderLine.objects.create(order=order, book=bought, quantity=1, unit_price=1)
+    after = list(Recommendation.objects.filter(run=run, user=fan).values_list("item_id", flat=True))
+    assert after and bought.pk not in after and TrainingRun.objects.count() == 1
+
+
+def test_an_artifact_with_wrong_shapes_is_no_model(fast):
+    planted_store(fans=12)
+    run = services.retrain(evaluate=False)
+    arrays = storage.load_artifact(run.artifact)
+    arrays["user_vectors"] = arrays["user_vectors"][:3]  # tampered: fewer rows than users
+    run.artifact = storage.save_artifact(run, arrays)
+    run.save(update_fields=["artifact"])
+    services._live_model.cache_clear()
+    fan = User.objects.filter(username__startswith="alpha").first()
+    before = list(Recommendation.objects.filter(run=run, user=fan).values_list("item_id", flat=True))
+    assert services.rescore_user(fan.pk) == 0
+    assert list(Recommendation.objects.filter(run=run, user=fan).values_list("item_id", flat=True)) == before

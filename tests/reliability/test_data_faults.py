@@ -48,7 +48,7 @@ def test_one_thread_and_a_fixed_seed_give_the_same_lists(fast):
     assert lists[0] == lists[1]
     runs = TrainingRun.objects.order_by("pk")
     strip = lambda cs: [{k: v for k, v in c.items() if k != "seconds"} for c in cs]  # noqa: E731
-    assert strip(runs[0].metrics["candidates"]) == strip(runs[1].metrics["candidates"])
+    assert strip(runs[0].metrics["trials"]) == strip(runs[1].metrics["trials"])
 
 
 def lists_with_visitor_views(target, count: int) -> tuple[list, list]:

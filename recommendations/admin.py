@@ -180,7 +180,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
                          row.get("epochs") or "–", row.get("seconds", ""),
                          *[f"{c:.4f}" if isinstance(c, float) else (c if c is not None else "–") for c in cells]))  # fmt: skip
         for row in m.get("blends", []):
-            body.append(("", format_html("{} {:.2f}", " + ".join(row.get("parts", [])), row.get("weight", 0)), "blend", "",
+            body.append(("", format_html("{} ({})", " + ".join(row.get("parts", [])), f"{row.get('weight', 0):.2f}"), "blend", "",
                          "", "", *[f"{row[c]:.4f}" if isinstance(row.get(c), float) else "–" for c in cols]))  # fmt: skip
         rows = format_html_join("", "<tr>" + "<td>{}</td>" * (len(cols) + 6) + "</tr>", body)
         return format_html("<table><tr>{}</tr>{}</table>", head, rows)

@@ -597,8 +597,10 @@ def _calibrate(data, holdout: Holdout, factors: Factors, config: Config, setting
     """New books on the holdouts: the tower's lists of cold books, the calibration of both
     scores into chances of a purchase, and the cap on new books' slots that served best.
 
-    The cap and the figures come from two folds of customers (each fitted on one half,
-    measured on the other), so they are not measured on what they were fitted on.
+    The boost, the cap and the figures come from two folds of the held-out books: the new
+    books' curve is fitted on one half of them and judged on the lists of the other half.
+    (Folds of customers would not do: the same few books would sit on both sides, and a
+    curve that learnt those books' appeal would flatter itself.)
     """
     es, k = settings.evaluation, settings.evaluation.k
     cold_rows = np.flatnonzero(holdout.cold & data.allowed)
@@ -621,31 +623,50 @@ def _calibrate(data, holdout: Holdout, factors: Factors, config: Config, setting
     truth = holdout.truth_all[users]
     warm_hits = _hits(truth, warm_items)
     new_hits = _hits(truth, new_items)
-
-    # The price of new books: a boost to their chances and a cap on their slots.  Each pair is judged by the purchases the curves expect
-    # of its lists (smooth, where counting the few purchases would be noise), with the very
-    # curves that will serve.
     valid_w, valid_n = warm_items >= 0, new_items >= 0
     final = Calibration.fit(warm_scores[valid_w], warm_hits[valid_w], new_scores[valid_n], new_hits[valid_n])
     if not final.usable:
         metrics["cold"] = {"skipped": "no held-out new book was bought from the tower's lists; new books get no slots"}
         return None
-    # Boosts in units of the chance of a sale per slot of the chosen model's lists.
+    halves = [cold_rows[0::2], cold_rows[1::2]]
+    lists = [coldstart.top_new(tower, profiles, half, k, exclude=holdout.seen, users=users) for half in halves]
+    folds = []  # (the other half's calibration, this half's lists and their hits)
+    for f in (0, 1):
+        items_o, scores_o = lists[1 - f]
+        hits_o = _hits(truth, items_o)
+        cal = Calibration.fit(warm_scores[valid_w], warm_hits[valid_w], scores_o[items_o >= 0], hits_o[items_o >= 0])
+        if cal.usable:
+            folds.append((cal, *lists[f], _hits(truth, lists[f][0])))
+
+    # The price of new books: a boost to their chances and a cap on their slots, each pair
+    # judged by the purchases the curves expect of its lists (smooth, where counting the few
+    # purchases would be noise).
     slot_rate = float(warm_hits[:, :k][valid_w[:, :k]].mean()) if valid_w[:, :k].any() else 0.0
     boosts = [0.0] + [slot_rate * f for f in (0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)]
-    p_warm = np.where(valid_w, final.warm_chance(warm_scores), 0.0)
-    p_new = np.where(valid_n, final.cold_chance(new_scores, boosted=False), 0.0)
     expected = np.zeros((len(boosts), k + 1, 2))  # purchases, purchases of held-out books
-    for b_i, boost in enumerate(boosts):
-        final.boost = boost
-        mapped = np.where(valid_n, final.to_warm(new_scores), -np.inf)
-        for m in range(k + 1):
-            items, _, p = coldstart.merge(warm_items, warm_scores, new_items, mapped, k, m, extra=(p_warm, p_new))
-            is_new = (items >= 0) & holdout.cold[np.maximum(items, 0)]
-            expected[b_i, m] = (p.sum(), (p * is_new).sum())
+    # The purchases that did happen, per customer, as what each pair changes against no new books.
+    change = np.zeros((len(boosts), k + 1, users.size))
+    base = _hits(truth, warm_items[:, :k]).sum(axis=1).astype(np.float64)
+    for cal, items_f, scores_f, _ in folds:
+        valid_f = items_f >= 0
+        p_warm = np.where(valid_w, cal.warm_chance(warm_scores), 0.0)
+        p_new = np.where(valid_f, cal.cold_chance(scores_f, boosted=False), 0.0)
+        for b_i, boost in enumerate(boosts):
+            cal.boost = boost
+            mapped = np.where(valid_f, cal.to_warm(scores_f), -np.inf)
+            for m in range(k + 1):
+                items, _, p = coldstart.merge(warm_items, warm_scores, items_f, mapped, k, m, extra=(p_warm, p_new))
+                is_new = (items >= 0) & holdout.cold[np.maximum(items, 0)]
+                expected[b_i, m] += (p.sum(), (p * is_new).sum())
+                change[b_i, m] += _hits(truth, items).sum(axis=1) - base
     # Of the pairs expected to keep the precision within max_loss of the best, the one that
     # brings new books to the most buyers (then the smallest cap, then the smallest boost).
-    feasible = expected[..., 0] >= (1.0 - settings.new_items.max_loss) * expected[..., 0].max()
+    # The purchases that happened must not contradict it: a pair whose loss exceeds max_loss
+    # by more than one standard error of the customers' changes is out too.
+    loss = settings.new_items.max_loss
+    feasible = expected[..., 0] >= (1.0 - loss) * expected[..., 0].max()
+    error = change.std(axis=-1) * np.sqrt(users.size)  # of the total change, customers independent
+    feasible &= change.sum(axis=-1) >= -loss * base.sum() * len(folds) - error
     score = np.where(feasible, expected[..., 1], -1.0)
     b_best, m_best = min(zip(*np.nonzero(score >= score.max() * (1 - 1e-9))), key=lambda bm: (bm[1], bm[0]))
     if expected[b_best, m_best, 1] <= 0:
@@ -655,22 +676,19 @@ def _calibrate(data, holdout: Holdout, factors: Factors, config: Config, setting
     fixed_share = settings.new_items.max_share
     final.max_share = chosen_share if fixed_share is None else float(fixed_share)
 
-    # What the choice does to purchases that happened, measured on one half of the customers
-    # with curves fitted on the other half (not on what they were fitted on).
-    record = np.zeros((2, 3))  # [without new books, with]: hits, hits on held-out books, their slots
+    # What the choice does to purchases that happened, in the same folds (each half of the
+    # held-out books served with the other half's curve).  Each book is in one fold: the
+    # folds' gains and losses add up to those of all the held-out books.
+    base_hits = float(_hits(truth, warm_items[:, :k]).sum())
+    record = np.array([[base_hits, 0.0, 0.0], [base_hits, 0.0, 0.0]])  # without / with: hits, new-book hits, slots
     m_served = coldstart.slots(final.max_share, k)
-    folds = [np.flatnonzero(np.arange(users.size) % 2 == fold) for fold in (0, 1)]
-    for fold, test in enumerate(folds):
-        fit = folds[1 - fold]
-        cal = Calibration.fit(warm_scores[fit][valid_w[fit]], warm_hits[fit][valid_w[fit]],
-                              new_scores[fit][valid_n[fit]], new_hits[fit][valid_n[fit]], boost=final.boost)  # fmt: skip
-        mapped = np.where(valid_n[test], cal.to_warm(new_scores[test]), -np.inf) if cal.usable else None
-        for j, m in enumerate((0, m_served if mapped is not None else 0)):
-            items, _ = coldstart.merge(warm_items[test], warm_scores[test], new_items[test],
-                                       mapped if mapped is not None else new_scores[test], k, m)  # fmt: skip
-            h = _hits(truth[test], items)
-            is_new = (items >= 0) & holdout.cold[np.maximum(items, 0)]
-            record[j] += (h.sum(), (h & is_new).sum(), is_new.sum())
+    for cal, items_f, scores_f, _ in folds:
+        cal.boost = final.boost
+        mapped = np.where(items_f >= 0, cal.to_warm(scores_f), -np.inf)
+        items, _ = coldstart.merge(warm_items, warm_scores, items_f, mapped, k, m_served)
+        h = _hits(truth, items)
+        is_new = (items >= 0) & holdout.cold[np.maximum(items, 0)]
+        record[1] += (h.sum() - base_hits, (h & is_new).sum(), is_new.sum())
 
     counted = np.asarray(truth.sum(axis=1)).ravel() > 0
     cold_buyers = np.asarray(holdout.truth_cold[users].sum(axis=1)).ravel() > 0

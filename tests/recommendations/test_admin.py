@@ -116,3 +116,20 @@ def test_read_only_lists(client, fast):
     assert client.get(reverse("admin:recommendations_similaritem_changelist")).status_code == 200
     assert client.get(reverse("admin:recommendations_popularitem_changelist")).status_code == 200
     assert client.get(reverse("admin:recommendations_recommendation_add")).status_code == 403
+
+
+def test_a_run_shows_known_and_new_books_side_by_side_and_every_trial(client, fast, settings):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SEARCH": {"trials": 3, "seconds": 600, "blend": True},
+                                "EVALUATION": {"min_users": 10, "k": 5, "min_cold_buyers": 3}}  # fmt: skip
+    run = services.retrain()
+    assert run.status == "succeeded", run.error
+    client.force_login(staff(can_retrain=False))
+    page = client.get(reverse("admin:recommendations_trainingrun_change", args=[run.pk])).content.decode()
+    for text in ("known books", "new books", "overall without new books", "popularity", "Search", "configuration"):
+        assert text in page, text
+    for trial in run.metrics["trials"]:
+        assert trial["candidate"] in page
+    for blend in run.metrics.get("blends", []):
+        assert " + ".join(blend["parts"]) in page
+    listing = client.get(reverse(LIST)).content.decode()
+    assert "new books p@k" in listing.lower()

@@ -163,7 +163,6 @@ def task_retrain(args) -> dict:
 
     services._Recorder.progress = progress
     services.train = train
-    storage.save_artifact = timed("artifact", storage.save_artifact, label="artifact")
     storage.prune = timed("prune", storage.prune, label="housekeeping")
     storage.existing = timed("existing", storage.existing)
     storage.write_rows = timed("write_rows", storage.write_rows)
@@ -313,7 +312,7 @@ def task_score(args) -> dict:
     from recommendations.models import TrainingRun
 
     run = TrainingRun.objects.get(pk=args.run) if args.run else TrainingRun.objects.live().get()
-    arrays = storage.load_artifact(run.artifact)
+    arrays = storage.load_artifact(run.artifact, run.artifact_record)
     if arrays is None:
         raise SystemExit(f"run #{run.pk} has no loadable artifact")
     extracted = sources.extract()

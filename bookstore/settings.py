@@ -280,4 +280,6 @@ RECOMMENDATIONS = {
     "LIGHTFM": {"num_threads": int(os.environ.get("RECOMMENDATIONS_THREADS", "1"))},
     # Picks stored per customer (an export of N per customer needs at least N).
     "LIST_SIZE": int(os.environ.get("RECOMMENDATIONS_LIST_SIZE", "20")),
+    # Model artifacts: a private directory, never MEDIA_ROOT (default: BASE_DIR/var/recommendations).
+    "ARTIFACT_ROOT": os.environ.get("RECOMMENDATIONS_ARTIFACT_ROOT") or None,
 }

@@ -9,7 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
 from . import services
@@ -56,11 +58,39 @@ def request_retrain(request: HttpRequest, modeladmin) -> None:
         )
 
 
+class LiveFilter(admin.SimpleListFilter):
+    """Yes / No on a run's ``is_live``: True for the live run and NULL, never False, for every
+    other one (see models.TrainingRun), so the stock boolean filter finds nothing under "No"."""
+
+    title = _("live")
+    parameter_name = "live"
+    field = "is_live"
+
+    def lookups(self, request, model_admin):
+        return (("yes", _("Yes")), ("no", _("No")))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(**{self.field: True})
+        if self.value() == "no":
+            return queryset.exclude(**{self.field: True})
+        return queryset
+
+
+class LiveRunFilter(LiveFilter):
+    """The same for the rows of the lists: those of the live run, or of the others."""
+
+    title = _("live run")
+    field = "run__is_live"
+
+
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "status_badge", "started", "duration_display", "model_precision",
-                    "popularity_precision", "new_books_precision", "is_live", "trigger")  # fmt: skip
-    list_filter = ("status", "is_live", "trigger")
+    # Narrow enough for a 1366 px screen with both sidebars open: the live flag rides in the
+    # status column, the three precisions share one, and who asked is a filter (and on the
+    # run's page), not a column.
+    list_display = ("id", "status_badge", "started_short", "duration_display", "precisions")
+    list_filter = ("status", LiveFilter, "trigger")
     date_hierarchy = "created"
     actions = ["retrain_now"]
     change_list_template = "admin/recommendations/trainingrun/change_list.html"
@@ -79,6 +109,19 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # A run's lists go by pruning (storage.prune drops their partitions and its artifact),
+        # not row by row from here: until then the run stays, and so does the live one.
+        if obj is not None and (obj.is_live or obj.active or self._has_lists(obj)):
+            return False  # live, queued or running (its worker would lose it), or still has lists
+        return super().has_delete_permission(request, obj)
+
+    @staticmethod
+    def _has_lists(run: TrainingRun) -> bool:
+        if run.pruned:
+            return False
+        return any(model.objects.filter(run_id=run.pk).exists() for model in (Recommendation, SimilarItem))
+
     def has_retrain_permission(self, request) -> bool:
         return request.user.has_perm("recommendations.retrain")
 
@@ -89,30 +132,53 @@ class TrainingRunAdmin(admin.ModelAdmin):
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj):
         colour = STATUS_COLOURS.get(obj.status, "#8d99ae")
-        label = obj.get_status_display()
+        label = title = obj.get_status_display()
         if obj.status == TrainingRun.Status.RUNNING and obj.stage:
-            label = f"{label}: {obj.stage} {obj.progress:.0%}"
-        return format_html('<span style="color:#fff;background:{};padding:2px 8px;border-radius:9px">{}</span>', colour, label)
+            label = f"{obj.stage} {obj.progress:.0%}"  # the badge's colour says "running"
+            title = f"{title}: {label}"
+        badge = format_html('<span title="{}" style="color:#fff;background:{};padding:2px 6px;border-radius:9px">{}'
+                            '</span>', title, colour, label)  # fmt: skip
+        live = format_html(
+            ' <span style="color:#2a9d8f;border:1px solid #2a9d8f;padding:1px 4px;border-radius:9px">{}</span>',
+            _("live"),
+        ) if obj.is_live else ""  # fmt: skip
+        return format_html('<span style="white-space:nowrap">{}{}</span>', badge, live)
+
+    @admin.display(description=_("started"), ordering="started")
+    def started_short(self, obj):
+        if obj.started is None:
+            return "–"
+        when = localtime(obj.started)
+        return format_html('<span title="{}" style="white-space:nowrap">{}</span>',
+                           date_format(when, "DATETIME_FORMAT"), date_format(when, "M j H:i"))  # fmt: skip
 
     @admin.display(description=_("duration"))
     def duration_display(self, obj):
-        return f"{obj.duration:.1f} s" if obj.duration is not None else "–"
+        seconds = obj.duration
+        if seconds is None:
+            return "–"
+        if seconds < 100:
+            return f"{seconds:.1f} s"
+        return f"{seconds / 60:.0f} min" if seconds < 6000 else f"{seconds / 3600:.1f} h"
 
-    @admin.display(description=_("model p@k"))
-    def model_precision(self, obj):
-        value = obj.metric("model")
-        return f"{value:.4f}" if value is not None else "–"
-
-    @admin.display(description=_("popularity p@k"))
-    def popularity_precision(self, obj):
-        value = obj.metric("popularity")
-        return f"{value:.4f}" if value is not None else "–"
-
-    @admin.display(description=_("new books p@k"))
-    def new_books_precision(self, obj):
-        k = (obj.metrics or {}).get("k", 10)
-        value = ((obj.metrics or {}).get("cold") or {}).get(f"precision@{k}")
-        return f"{value:.4f}" if value is not None else "–"
+    @admin.display(description=_("p@k model · pop. · new"))
+    def precisions(self, obj):
+        """Precision@k of the model and of popularity on the time holdout, and of the model on
+        the new books held out; each titled in full."""
+        m = obj.metrics or {}
+        k = m.get("k", 10)
+        values = [
+            (_("model p@k"), obj.metric("model")),
+            (_("popularity p@k"), obj.metric("popularity")),
+            (_("new books p@k"), (m.get("cold") or {}).get(f"precision@{k}")),
+        ]
+        if all(value is None for _label, value in values):
+            return "–"
+        cells = format_html_join(
+            " · ", '<span title="{}">{}</span>',
+            ((label, f"{value:.3f}" if value is not None else "–") for label, value in values),
+        )  # fmt: skip
+        return format_html('<span style="white-space:nowrap">{}</span>', cells)
 
     @admin.display(description=_("coverage"))
     def coverage(self, obj):
@@ -226,6 +292,15 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """The lists are derived data: seen here, never added, changed or deleted on their own.
+
+    A row goes with the customer or item it was made from, and deleting those is for whoever
+    may delete *them*: their own delete page asks that, then
+    ``django.contrib.admin.utils.get_deleted_objects`` asks this admin about each row, which
+    must not veto it.  So a row may be deleted (as a consequence), the model may not: no
+    "delete selected" action, no delete link, and a row's delete page answers 403.
+    """
+
     show_full_result_count = False
     # The list shows every field; no row links to a page of its own (the list tables have no
     # index on id: see models.Recommendation).
@@ -242,13 +317,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
-        return False
+        return obj is not None
+
+    def delete_view(self, request, object_id, extra_context=None):
+        raise PermissionDenied
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "show_delete": False})
 
 
 @admin.register(Recommendation)
 class RecommendationAdmin(ReadOnlyAdmin):
     list_display = ("user", "rank", "item", "rounded_score", "kind", "run")
-    list_filter = ("kind", "run__is_live")
+    list_filter = ("kind", LiveRunFilter)
     list_select_related = ("user", "item", "run")
     search_fields = (f"user__{get_user_model().USERNAME_FIELD}",)
     raw_id_fields = ("user", "item", "run")
@@ -260,7 +341,7 @@ class RecommendationAdmin(ReadOnlyAdmin):
 @admin.register(PopularItem)
 class PopularItemAdmin(ReadOnlyAdmin):
     list_display = ("kind", "rank", "item", "rounded_score", "run")
-    list_filter = ("kind", "run__is_live")
+    list_filter = ("kind", LiveRunFilter)
     list_select_related = ("item", "run")
     raw_id_fields = ("item", "run")
 
@@ -268,7 +349,7 @@ class PopularItemAdmin(ReadOnlyAdmin):
 @admin.register(SimilarItem)
 class SimilarItemAdmin(ReadOnlyAdmin):
     list_display = ("item", "rank", "similar", "rounded_score", "run")
-    list_filter = ("run__is_live",)
+    list_filter = (LiveRunFilter,)
     list_select_related = ("item", "similar", "run")
     search_fields = (f"item__{app_settings.ITEM_KEY}",)
     raw_id_fields = ("item", "similar", "run")

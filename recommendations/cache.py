@@ -8,11 +8,14 @@ the read path; a warm read is no query.  Any cache error (Redis down) counts as 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 
 from django.core.cache import caches
+from django.utils.translation import get_language
 
+from .api import excluded_pks, without
 from .conf import app_settings
 from .models import Recommendation, SimilarItem
 
@@ -112,21 +115,21 @@ def _versions(found: dict, keys: list[str]) -> list[str]:
     return versions
 
 
-def _read(key_tail: str, extra_keys: list[str], load):
+def _read(key_tail: str, extra_keys: list[str], load, uncached=None):
     """``load()`` returns ``(value, generation)``; cached under the live run's generation and the
-    given version keys (the catalogue's, the customer's)."""
+    given version keys (the catalogue's, the customer's).  Returns ``(value, generation)``.
+    ``uncached()``, when given, replaces ``load()`` while the cache is down."""
     version_keys = [CATALOGUE_KEY, *extra_keys]
     found = _get_many([GEN_KEY, *version_keys])
     if found is None:  # the cache is down: read through
-        value, _run_id = load()
-        return value
+        return (uncached or load)()
     gen = found.get(GEN_KEY)
     parts = ":".join(_versions(found, version_keys))
     key = f"recommendations:{gen}:{key_tail}:{parts}"
     if gen is not None:
         hit = (_get_many([key]) or {}).get(key)
         if hit is not None:
-            return hit
+            return hit, gen
     value, loaded = load()
     if loaded is not None:
         if gen != loaded:
@@ -134,7 +137,7 @@ def _read(key_tail: str, extra_keys: list[str], load):
                 published(loaded)  # never move the generation back to an older run
             key = f"recommendations:{loaded}:{key_tail}:{parts}"
         _set(key, value)
-    return value
+    return value, loaded
 
 
 def _user_keys(user) -> tuple[str, list[str]]:
@@ -144,10 +147,18 @@ def _user_keys(user) -> tuple[str, list[str]]:
 
 
 def _load_for_user(user, limit: int):
+    """``((items, personal_count), generation)``: the personal rows come first in the list."""
     rows = Recommendation.objects.for_user(user).top(limit)
-    personal = any(row.user_id is not None for row in rows)
+    personal = sum(row.user_id is not None for row in rows)
     gen = generation(rows[0].run_id, rows[0].run_created) if rows else None
     return ([row.item for row in rows], personal), gen
+
+
+def _pick(loaded: tuple[list, int], excluded: frozenset[str], limit: int) -> tuple[list, bool]:
+    """``(items, personal)`` from a loaded list, without the excluded items."""
+    items, personal_count = loaded
+    kept = [(i, item) for i, item in enumerate(items) if str(item.pk) not in excluded][:limit]
+    return [item for _i, item in kept], any(i < personal_count for i, _item in kept)
 
 
 def _load_similar(pk, limit: int):
@@ -155,33 +166,73 @@ def _load_similar(pk, limit: int):
     return [row.similar for row in rows], (generation(rows[0].run_id, rows[0].run_created) if rows else None)
 
 
-def recommendations_for(user, limit: int) -> tuple[list, bool]:
-    """``(items, personal)``: the customer's picks (or the popular list, ``personal`` False)."""
+# The lists are cached by length only: a box that excludes n items reads the list of
+# limit + n and filters it here, so pages that exclude different items share one entry.
+# A box's HTML is read from the list's entry when it is not cached itself, so a page that
+# excludes something new costs a rendering, not a query.
+
+
+def _list_for_user(user, n: int):
     who, versions = _user_keys(user)
-    return _read(f"{who}:{limit}", versions, lambda: _load_for_user(user, limit))
+    return _read(f"list:{who}:{n}", versions, lambda: _load_for_user(user, n))
 
 
-def similar_to(item, limit: int) -> list:
-    pk = getattr(item, "pk", item)
-    return _read(f"similar:{pk}:{limit}", [], lambda: _load_similar(pk, limit))
+def _similar_list(pk, n: int):
+    return _read(f"similar:{pk}:{n}", [], lambda: _load_similar(pk, n))
 
 
-def rendered_for_user(name: str, user, limit: int, render) -> str:
-    """A box's HTML for ``user``, cached like the list it shows: ``render(items, personal)``."""
+def recommendations_for(user, limit: int, exclude=None) -> tuple[list, bool]:
+    """``(items, personal)``: the customer's picks (or the popular list, ``personal`` False),
+    without the items in ``exclude``."""
+    excluded = excluded_pks(exclude)
+    loaded, _gen = _list_for_user(user, limit + len(excluded))
+    return _pick(loaded, excluded, limit)
+
+
+def similar_to(item, limit: int, exclude=None) -> list:
+    """Items like ``item``, without the items in ``exclude``."""
+    excluded = excluded_pks(exclude)
+    items, _gen = _similar_list(getattr(item, "pk", item), limit + len(excluded))
+    return without(items, excluded, limit)
+
+
+def _variant(excluded: frozenset[str], heading) -> str:
+    """A short, cache-safe name for what else shapes a rendered box (the excluded items, the
+    heading, the language): any text may be in them, and memcached refuses spaces and long keys."""
+    parts = (sorted(excluded), None if heading is None else str(heading), get_language())
+    return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
+
+
+def rendered_for_user(name: str, user, limit: int, render, exclude=None, heading=None) -> str:
+    """A box's HTML for ``user``, cached like the list it shows: ``render(items, personal)``.
+    Keyed also by the excluded items, the heading and the active language."""
+    excluded = excluded_pks(exclude)
+    n = limit + len(excluded)
     who, versions = _user_keys(user)
 
-    def load():
-        (items, personal), gen = _load_for_user(user, limit)
-        return render(items, personal), gen
+    def rendered(list_and_gen):
+        loaded, gen = list_and_gen
+        return render(*_pick(loaded, excluded, limit)), gen
 
-    return _read(f"html:{name}:{who}:{limit}", versions, load)
+    html, _gen = _read(
+        f"html:{name}:{who}:{limit}:{_variant(excluded, heading)}", versions,
+        lambda: rendered(_list_for_user(user, n)), uncached=lambda: rendered(_load_for_user(user, n)),
+    )  # fmt: skip
+    return html
 
 
-def rendered_similar(name: str, item, limit: int, render) -> str:
+def rendered_similar(name: str, item, limit: int, render, exclude=None, heading=None) -> str:
+    """The similar box's HTML for ``item``: ``render(items)``; keyed like ``rendered_for_user``."""
+    excluded = excluded_pks(exclude)
+    n = limit + len(excluded)
     pk = getattr(item, "pk", item)
 
-    def load():
-        items, gen = _load_similar(pk, limit)
-        return render(items), gen
+    def rendered(list_and_gen):
+        items, gen = list_and_gen
+        return render(without(items, excluded, limit)), gen
 
-    return _read(f"html:{name}:{pk}:{limit}", [], load)
+    html, _gen = _read(
+        f"html:{name}:{pk}:{limit}:{_variant(excluded, heading)}", [],
+        lambda: rendered(_similar_list(pk, n)), uncached=lambda: rendered(_load_similar(pk, n)),
+    )  # fmt: skip
+    return html

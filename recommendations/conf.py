@@ -125,8 +125,13 @@ DEFAULTS: dict[str, Any] = {
     },
     # Storage and operation -----------------------------------------------------------------
     "KEEP_RUNS": 3,  # runs whose rows and artifacts are kept (the live one included)
-    "ARTIFACT_STORAGE": "default",  # a key of STORAGES
-    "ARTIFACT_DIR": "recommendations",
+    # Where model artifacts (.npz) go: None, a private directory (ARTIFACT_ROOT) that nothing
+    # serves; or a key of STORAGES (e.g. an S3 bucket shared by several worker machines).
+    "ARTIFACT_STORAGE": None,
+    # The private directory: None, BASE_DIR/var/recommendations when the settings define
+    # BASE_DIR, else ~/.local/share/django-recommendations.  Must be absolute.
+    "ARTIFACT_ROOT": None,
+    "ARTIFACT_DIR": "recommendations",  # a folder inside the storage (one per database under it)
     "CHUNK_SIZE": 20000,  # rows per database fetch
     "SCORE_BATCH": 2048,  # customers per chunk (each chunk is shared out in cache-sized tiles to the CPUs)
     "WRITE_BATCH": 5000,  # rows per bulk insert (PostgreSQL uses COPY)
@@ -135,6 +140,13 @@ DEFAULTS: dict[str, Any] = {
     # Cache the boxes' rendered HTML too (turn off if your box templates show per-request data).
     "CACHE_RENDERED_BOXES": True,
     # Background work -----------------------------------------------------------------------
+    # How the app's tasks run: "auto" (through Celery when the host configured a broker or
+    # eager tasks, else in a background thread of this process, logged once), "celery",
+    # "thread" or "inline" (in the caller, at once).
+    "TASKS": "auto",
+    # Most seconds a request waits for the broker to take a task (a purchase's rescore, the
+    # admin's "Retrain now"); past that the send is given up, logged and recorded.
+    "PUBLISH_TIMEOUT": 2.0,
     "HEARTBEAT_SECONDS": 30,  # a running retrain writes a sign of life this often
     "STALE_AFTER_SECONDS": 300,  # a running run silent this long is marked failed (worker lost)
     "QUEUED_TIMEOUT_SECONDS": 3600,  # a queued run no worker picked up is marked failed

@@ -61,6 +61,9 @@ class TrainingRun(models.Model):
     metrics = models.JSONField(_("metrics"), default=dict, blank=True)
     stage_seconds = models.JSONField(_("seconds per stage"), default=dict, blank=True)
     artifact = models.CharField(_("model artifact"), max_length=255, blank=True)
+    # What was written to the artifact (size, SHA-256, each array's dtype and shape): a
+    # loader checks the file against it before reading (storage.load_artifact).
+    artifact_record = models.JSONField(_("model artifact's record"), default=dict, blank=True, editable=False)
     error = models.TextField(_("error"), blank=True)
 
     objects = TrainingRunQuerySet.as_manager()

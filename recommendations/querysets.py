@@ -32,9 +32,23 @@ def owned_items(user_pk, item_ref: str) -> list[Exists]:
     return checks
 
 
+def of_this_item_model(prefix: str = "") -> Q:
+    """Runs trained for the current ``ITEM_MODEL``: a run of another one (the setting changed
+    after it) holds the old model's keys, which must never be read through the new model
+    (``checks.check_live_run`` reports it).  Runs that did not record the model count as
+    current."""
+    field = f"{prefix}params__item_model"
+    return (
+        Q(**{f"{field}__isnull": True})  # no such key
+        | Q(**{field: None})  # JSON null
+        | Q(**{f"{field}__iexact": app_settings.ITEM_MODEL})  # "shop.product" names shop.Product too
+    )
+
+
 class TrainingRunQuerySet(models.QuerySet):
     def live(self):
-        return self.filter(is_live=True)
+        """The live run, unless it was trained for another ``ITEM_MODEL``."""
+        return self.filter(of_this_item_model(), is_live=True)
 
     def active(self):
         return self.filter(status__in=["queued", "running"])
@@ -46,7 +60,7 @@ class TrainingRunQuerySet(models.QuerySet):
 class RecommendationQuerySet(models.QuerySet):
     def live(self):
         # run_created names the run in cache keys (see cache.generation); the join is there anyway.
-        return self.filter(run__is_live=True).annotate(run_created=F("run__created"))
+        return self.filter(of_this_item_model("run__"), run__is_live=True).annotate(run_created=F("run__created"))
 
     def popular(self, kind: str = "popular"):
         """The live popular list (``"popular"`` overall, ``"recent"`` lately)."""
@@ -87,7 +101,7 @@ class RecommendationQuerySet(models.QuerySet):
 
 class SimilarItemQuerySet(models.QuerySet):
     def live(self):
-        return self.filter(run__is_live=True).annotate(run_created=F("run__created"))
+        return self.filter(of_this_item_model("run__"), run__is_live=True).annotate(run_created=F("run__created"))
 
     def for_item(self, item):
         """Items like ``item`` in the live run, best first."""

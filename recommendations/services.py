@@ -16,7 +16,6 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,7 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import cache, sources, storage
+from . import cache, dispatch, signals, sources, storage
 from .conf import app_settings
 from .ml import serving
 from .ml.als import ALSHyper
@@ -178,15 +177,17 @@ def request_retrain(*, trigger: str, user=None, evaluate: bool | None = None) ->
 
     def send():
         try:
-            result = tasks.retrain.apply_async(args=[run.pk, evaluate], retry=True, retry_policy=PUBLISH_RETRY)
-        except Exception as exc:  # kombu.OperationalError, redis.ConnectionError, OSError: all "unreachable"
-            reason = f"The task broker is unreachable, so the retrain could not be queued ({type(exc).__name__}: {exc})."
+            task_id = dispatch.send(tasks.retrain, [run.pk, evaluate], back_off=False)
+        except Exception as exc:  # BrokerUnreachable, kombu.OperationalError, OSError: all "unreachable"
+            detail = str(exc) if isinstance(exc, dispatch.BrokerUnreachable) else f"{type(exc).__name__}: {exc}"
+            reason = f"The task broker is unreachable, so the retrain could not be queued ({detail})."
             logger.error("Run #%s: %s", run.pk, reason)
-            TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+            if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
                 status=TrainingRun.Status.FAILED, error=reason, active=None, finished=timezone.now()
-            )
+            ):
+                signals.send_after_commit(signals.run_failed, TrainingRun.objects.get(pk=run.pk), error=reason)
             raise BrokerUnavailable(run, reason) from exc
-        TrainingRun.objects.filter(pk=run.pk, task_id="").update(task_id=result.id or "")
+        TrainingRun.objects.filter(pk=run.pk, task_id="").update(task_id=task_id or "")
 
     if _in_callers_transaction():
         # Inside the caller's transaction the worker could not see the run yet: send it
@@ -214,10 +215,6 @@ def _send_quietly(send) -> None:
         send()
     except BrokerUnavailable:
         pass  # already logged and recorded on the run
-
-
-# Publishing to a dead broker should fail within seconds, not hang the admin's request.
-PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
 
 def run_queued(run_id: int, *, task_id: str = "", evaluate: bool | None = None) -> TrainingRun | None:
@@ -266,6 +263,7 @@ def mark_stale_runs() -> list[int]:
             if qs.filter(pk=pk).update(status=TrainingRun.Status.FAILED, error=reason, active=None, finished=now):
                 logger.warning("Run #%s marked failed: %s", pk, reason)
                 ids.append(pk)
+                signals.send_after_commit(signals.run_failed, TrainingRun.objects.get(pk=pk), error=reason)
     return ids
 
 
@@ -348,9 +346,14 @@ def _retrain(run: TrainingRun, evaluate: bool | None) -> TrainingRun:
         with rec.stage("score"):
             lists, how = _score(data, result, exclude, rec)
         run.metrics.setdefault("new_items", {})["mode"] = how
-        artifact = storage.save_artifact(run, _artifact(data, result, how))
+        with rec.stage("artifact"):
+            artifact, run.artifact_record = storage.save_artifact(run, _artifact(data, result, how))
         with rec.stage("store"):
             _store_and_publish(run, data, lists, artifact, rec)
+        # The store stage's own seconds are known only now that it is over (the run went
+        # live inside it): one more UPDATE of that column alone.
+        run.stage_seconds = rec.seconds
+        TrainingRun.objects.filter(pk=run.pk).update(stage_seconds=rec.seconds)
     except NotEnoughData as exc:
         _fail(run, rec, TrainingRun.Status.NOT_ENOUGH_DATA, str(exc), artifact)
         return run
@@ -373,8 +376,8 @@ def _retrain(run: TrainingRun, evaluate: bool | None) -> TrainingRun:
     return run
 
 
-RUN_FIELDS = ["status", "stage", "progress", "finished", "artifact", "stage_seconds", "active", "decision",
-              "metrics", "params", "counts", "data_until"]  # fmt: skip
+RUN_FIELDS = ["status", "stage", "progress", "finished", "artifact", "artifact_record", "stage_seconds", "active",
+              "decision", "metrics", "params", "counts", "data_until"]  # fmt: skip
 
 
 def _store_and_publish(run: TrainingRun, data, lists: dict, artifact: str, rec: _Recorder) -> None:
@@ -398,6 +401,7 @@ def _store_and_publish(run: TrainingRun, data, lists: dict, artifact: str, rec: 
                 run.stage_seconds, run.active = rec.seconds, None
                 run.save(update_fields=RUN_FIELDS)
                 transaction.on_commit(lambda: cache.published(cache.generation(run.pk, run.created)))
+                signals.send_after_commit(signals.run_live, run)
             return
         except IntegrityError:
             if attempt == 2:
@@ -410,9 +414,10 @@ def _fail(run: TrainingRun, rec: _Recorder, status: str, message: str, artifact:
     storage.delete_artifact(artifact)
     storage.discard_rows(run)
     run.status, run.error, run.finished = status, message, timezone.now()
-    run.stage_seconds, run.is_live, run.artifact, run.active = rec.seconds, None, "", None
-    run.save(update_fields=["status", "error", "finished", "stage_seconds", "is_live", "artifact", "active",
-                            "decision", "metrics", "params", "counts", "data_until"])  # fmt: skip
+    run.stage_seconds, run.is_live, run.artifact, run.artifact_record, run.active = rec.seconds, None, "", {}, None
+    run.save(update_fields=["status", "error", "finished", "stage_seconds", "is_live", "artifact", "artifact_record",
+                            "active", "decision", "metrics", "params", "counts", "data_until"])  # fmt: skip
+    signals.send_after_commit(signals.run_failed, run, error=message)
 
 
 def _params(result: TrainResult, data) -> dict:
@@ -426,6 +431,7 @@ def _params(result: TrainResult, data) -> dict:
             hyper["lightfm"] = hyper_from_settings().with_(**part.params).as_dict() | {"epochs": result.epochs.get("lightfm")}
     scales = _scales(result)
     return {
+        "item_model": app_settings.ITEM_MODEL,
         "family": cfg.family,
         "config": cfg.describe(),
         "hyperparameters": hyper,
@@ -631,19 +637,57 @@ def _live_from_arrays(arrays: dict) -> LiveModel:
                      str(meta.get("new_items", "model")), new_rows, tower, calibration)  # fmt: skip
 
 
-@lru_cache(maxsize=2)
-def _live_model(run_id: int, artifact: str, created: str = "") -> LiveModel | None:
-    """A run's artifact, kept in memory for the next rescores (two runs at most); ``None``
-    when it does not load or does not make a consistent model.  ``created`` is part of the
-    key: a recreated database numbers its runs (and names their artifacts) from 1 again."""
-    arrays = storage.load_artifact(artifact)
-    if arrays is None:
-        return None
-    try:
-        return _live_from_arrays(arrays)
-    except Exception as exc:  # a tampered or outdated artifact is "no model", never a crash
-        logger.warning("Model artifact %s is not usable (%s); treating it as absent.", artifact, exc)
-        return None
+class _LiveModels:
+    """Loaded artifacts, kept in memory for the next rescores (two at most), by run and name.
+
+    A failed load is remembered for ``RETRY_SECONDS`` only, then tried again: a storage
+    that was briefly unreachable must not disable rescoring for the life of the process.
+    """
+
+    RETRY_SECONDS = 60.0
+    SIZE = 2
+
+    def __init__(self) -> None:
+        self._models: dict[tuple, LiveModel] = {}
+        self._failed: dict[tuple, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, run: TrainingRun) -> LiveModel | None:
+        key = (run.pk, run.artifact, run.created.isoformat() if run.created else "")
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+            if time.monotonic() < self._failed.get(key, 0.0):
+                return None
+        model = self._load(run)
+        with self._lock:
+            if model is None:
+                self._failed[key] = time.monotonic() + self.RETRY_SECONDS
+            else:
+                self._failed.pop(key, None)
+                while len(self._models) >= self.SIZE:
+                    self._models.pop(next(iter(self._models)))
+                self._models[key] = model
+        return model
+
+    @staticmethod
+    def _load(run: TrainingRun) -> LiveModel | None:
+        arrays = storage.load_artifact(run.artifact, run.artifact_record)
+        if arrays is None:
+            return None
+        try:
+            return _live_from_arrays(arrays)
+        except Exception as exc:  # an outdated artifact is "no model", never a crash
+            logger.error("Model artifact %s of run #%s is not usable (%s); not rescoring from it.", run.artifact, run.pk, exc)
+            return None
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+            self._failed.clear()
+
+
+_live_model = _LiveModels()
 
 
 def _fold_in(model: LiveModel, row: int, history: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float] | None:
@@ -675,11 +719,11 @@ def rescore_user(user_id) -> int:
     What the customer owns now (e.g. the books just bought) is left out, and new books reach
     them as they reach everyone.  Returns the number of rows written (0: nothing to do).
     """
-    run = TrainingRun.objects.live().only("pk", "artifact", "decision", "created").first()
+    run = TrainingRun.objects.live().only("pk", "artifact", "artifact_record", "decision", "created").first()
     if run is None or not run.artifact or run.decision == TrainingRun.Decision.POPULARITY:
         cache.user_changed(user_id)
         return 0
-    model = _live_model(run.pk, run.artifact, run.created.isoformat() if run.created else "")
+    model = _live_model(run)
     if model is None:  # the artifact no longer loads: keep serving the stored list
         cache.user_changed(user_id)
         return 0

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import os
+import re
 import struct
+import uuid
+import zipfile
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.files.storage import storages
-from django.db import OperationalError, connection, reset_queries, transaction
+from django.core.files.storage import FileSystemStorage, storages
+from django.db import OperationalError, connection, connections, reset_queries, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .conf import app_settings
 from .models import ListKind, Recommendation, SimilarItem, TrainingRun
+from .querysets import of_this_item_model
 
 logger = logging.getLogger(__name__)
 
@@ -363,15 +372,21 @@ def prune(keep: int | None = None) -> list[int]:
     """Delete the lists and artifacts of all but the newest ``keep`` successful runs (never the
     live one); the runs themselves stay, for their history and metrics."""
     keep = app_settings.KEEP_RUNS if keep is None else keep
+    # Runs of another ITEM_MODEL (the setting changed) are not kept: their keys are not ours.
+    other_model = ~of_this_item_model()
     kept = set(
         TrainingRun.objects.filter(status=TrainingRun.Status.SUCCEEDED)
+        .exclude(other_model)
         .order_by("-created", "-id")
         .values_list("pk", flat=True)[: max(keep, 1)]
     )
-    kept |= set(TrainingRun.objects.live().values_list("pk", flat=True))
+    kept |= set(TrainingRun.objects.filter(is_live=True).values_list("pk", flat=True))
     old = list(
         TrainingRun.objects.filter(pruned=False).exclude(pk__in=kept).finished().values_list("pk", "artifact")
     )
+    for name in orphan_artifacts():
+        logger.info("Deleting artifact %s: no run refers to it", name)
+        delete_artifact(name)
     if not old:
         return []
     ids = [pk for pk, _ in old]
@@ -415,38 +430,132 @@ def discard_rows(run: TrainingRun) -> None:
 
 
 # -- artifacts ---------------------------------------------------------------------------------
+def artifact_root() -> Path:
+    """The private directory of the default artifact storage (see ``ARTIFACT_ROOT``)."""
+    root = app_settings.ARTIFACT_ROOT
+    if root:
+        return Path(root)
+    base = getattr(settings, "BASE_DIR", None)
+    if base:
+        return Path(base) / "var" / "recommendations"
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data_home) / "django-recommendations"
+
+
+def artifact_storage():
+    """The storage artifacts go to: ``STORAGES[ARTIFACT_STORAGE]``, or by default a private
+    file system storage (:class:`PrivateStorage`) at :func:`artifact_root`.
+
+    Raises ``InvalidStorageError`` for an alias that ``STORAGES`` does not define."""
+    alias = app_settings.ARTIFACT_STORAGE
+    if alias:
+        return storages[alias]
+    return PrivateStorage(location=str(artifact_root()), file_permissions_mode=0o600, directory_permissions_mode=0o700)
+
+
+class PrivateStorage(FileSystemStorage):
+    """A file system storage without URLs (owner-only files): artifacts hold every
+    customer's vectors, and nothing should ever link to them."""
+
+    def url(self, name):
+        raise ValueError("model artifacts are private: they have no URL")
+
+
 def _storage():
-    return storages[app_settings.ARTIFACT_STORAGE]
+    return artifact_storage()
 
 
-def save_artifact(run: TrainingRun, arrays: dict[str, np.ndarray]) -> str:
-    """Save arrays as a compressed ``.npz`` (no pickled objects) through Django's storage API."""
+def database_tag(alias: str = "default") -> str:
+    """A folder name of its own for each database of the project: two databases (a staging
+    copy, tests) never share, overwrite or prune each other's artifacts."""
+    conf = connections[alias].settings_dict
+    ident = f"{conf.get('ENGINE')}|{conf.get('HOST') or ''}|{conf.get('PORT') or ''}|{conf.get('NAME') or ''}"
+    name = re.sub(r"[^A-Za-z0-9]+", "-", os.path.basename(str(conf.get("NAME") or "db"))).strip("-")[:40] or "db"
+    return f"{connections[alias].vendor}-{name}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
+
+
+def artifact_folder() -> str:
+    return f"{app_settings.ARTIFACT_DIR.strip('/')}/{database_tag()}"
+
+
+ARTIFACT_NAME = re.compile(r"run-(\d+)-[0-9a-f]{12}\.npz$")
+
+
+def save_artifact(run: TrainingRun, arrays: dict[str, np.ndarray]) -> tuple[str, dict]:
+    """Save arrays as a compressed ``.npz`` (no pickled objects) through Django's storage API.
+
+    Returns the file's name, unique to the run and the database (never overwritten), and
+    its record: its size, its SHA-256 and every array's dtype and shape, which
+    :func:`load_artifact` checks before it reads anything.
+    """
+    record: dict = {"arrays": {}}
     for key, value in arrays.items():
-        if np.asarray(value).dtype == object:
+        value = np.asarray(value)
+        if value.dtype == object:
             raise TypeError(f"artifact array {key!r} has dtype object, which would need pickle")
+        record["arrays"][key] = {"dtype": value.dtype.str, "shape": list(value.shape)}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    name = f"{app_settings.ARTIFACT_DIR.rstrip('/')}/run-{run.pk}.npz"
-    storage = _storage()
-    if storage.exists(name):
-        storage.delete(name)
-    return storage.save(name, ContentFile(buffer.getvalue()))
+    content = buffer.getvalue()
+    record["bytes"], record["sha256"] = len(content), hashlib.sha256(content).hexdigest()
+    name = f"{artifact_folder()}/run-{int(run.pk)}-{uuid.uuid4().hex[:12]}.npz"
+    return _storage().save(name, ContentFile(content)), record
 
 
-def load_artifact(name: str) -> dict[str, np.ndarray] | None:
-    """The arrays of an artifact, or ``None`` when it is missing or does not load.
+def load_artifact(name: str, record: dict | None) -> dict[str, np.ndarray] | None:
+    """The arrays of an artifact, or ``None`` (logged) when it is missing, or does not match
+    the record :func:`save_artifact` returned, or does not load.
 
-    ``allow_pickle=False``: a stored file is never trusted to run code.
+    The file's size is compared before it is read, its SHA-256 before it is parsed, and each
+    array's header (dtype, shape) before its data is decompressed: a tampered file cannot
+    make the process allocate what the run did not write.  ``allow_pickle=False``: a stored
+    file is never trusted to run code.
     """
     if not name:
         return None
-    try:
-        with _storage().open(name, "rb") as fh:
-            with np.load(io.BytesIO(fh.read()), allow_pickle=False) as npz:
-                return {key: npz[key] for key in npz.files}
-    except Exception as exc:  # any unreadable artifact is "no model", never a crash
-        logger.warning("Model artifact %s does not load (%s); treating it as absent.", name, exc)
+    if not record or "sha256" not in record:
+        logger.warning("Model artifact %s has no record of what was written (an older version wrote it); "
+                       "not loading it. The next retrain writes one that loads.", name)  # fmt: skip
         return None
+    try:
+        storage = _storage()
+        size = storage.size(name)
+        if size != record["bytes"]:
+            raise ArtifactMismatch(f"{size} bytes where the run wrote {record['bytes']}")
+        with storage.open(name, "rb") as fh:
+            content = fh.read(record["bytes"] + 1)
+        if len(content) != record["bytes"] or hashlib.sha256(content).hexdigest() != record["sha256"]:
+            raise ArtifactMismatch("its content is not what the run wrote (SHA-256 differs)")
+        return _read_checked(content, record["arrays"])
+    except ArtifactMismatch as exc:
+        logger.error("Model artifact %s refused: %s.", name, exc)
+    except Exception as exc:  # missing, unreadable: "no model", never a crash
+        logger.warning("Model artifact %s does not load (%s: %s); treating it as absent.", name, type(exc).__name__, exc)
+    return None
+
+
+class ArtifactMismatch(ValueError):
+    """An artifact differs from its run's record."""
+
+
+def _read_checked(content: bytes, expected: dict) -> dict[str, np.ndarray]:
+    arrays = {}
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        if set(members) != set(expected):
+            raise ArtifactMismatch(f"it holds arrays {sorted(members)}, the run wrote {sorted(expected)}")
+        for key, info in members.items():
+            want = expected[key]
+            with archive.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(fh)
+                if list(shape) != list(want["shape"]) or dtype.str != want["dtype"]:
+                    raise ArtifactMismatch(f"array {key!r} is {dtype.str} {list(shape)}, the run wrote {want['dtype']} {want['shape']}")
+                if info.file_size > fh.tell() + dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
+                    raise ArtifactMismatch(f"array {key!r} holds more bytes than its shape")
+                arrays[key] = np.lib.format.read_array(io.BytesIO(archive.read(info)), allow_pickle=False)
+    return arrays
 
 
 def delete_artifact(name: str) -> None:
@@ -455,3 +564,23 @@ def delete_artifact(name: str) -> None:
             _storage().delete(name)
         except Exception as exc:
             logger.warning("Could not delete artifact %s: %s", name, exc)
+
+
+def orphan_artifacts() -> list[str]:
+    """Artifacts of this database that no run refers to (a run killed while storing, a run
+    whose record was lost): names in this database's folder whose run is not queued or
+    running and whose name no unpruned run holds."""
+    folder = artifact_folder()
+    try:
+        _, files = _storage().listdir(folder)
+    except (FileNotFoundError, NotImplementedError, OSError):
+        return []
+    held = set(TrainingRun.objects.filter(pruned=False).exclude(artifact="").values_list("artifact", flat=True))
+    busy = set(TrainingRun.objects.active().values_list("pk", flat=True))
+    orphans = []
+    for file in files:
+        match = ARTIFACT_NAME.fullmatch(file)
+        name = f"{folder}/{file}"
+        if match and name not in held and int(match.group(1)) not in busy:
+            orphans.append(name)
+    return orphans

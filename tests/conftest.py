@@ -58,3 +58,12 @@ def _fresh_local_cache():
     for alias in settings.CACHES:
         if settings.CACHES[alias]["BACKEND"].endswith("LocMemCache"):
             caches[alias].clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state():
+    """Each test starts without a remembered broker failure or loaded model artifact."""
+    from recommendations import dispatch, services
+
+    dispatch.broker_recovered()
+    services._live_model.cache_clear()

@@ -35,4 +35,6 @@ RECOMMENDATIONS = {
     "STALE_AFTER_SECONDS": float(os.environ.get("TEST_STALE_AFTER_SECONDS", "300")),
     # A short search: the tests check what the search does, not how well it searches.
     "SEARCH": {"trials": 6, "seconds": 600},
+    # Workers and servers started by tests share it (one folder per database inside).
+    "ARTIFACT_ROOT": os.environ.get("TEST_ARTIFACT_ROOT", "/tmp/bookstore-test-artifacts"),
 }

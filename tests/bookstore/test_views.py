@@ -1,5 +1,6 @@
 """The store's pages: browsing, counting views (with the dedupe window), buying, my orders."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -89,6 +90,54 @@ class TestBookPage:
 
     def test_unknown_book_is_404(self, client):
         assert client.get(reverse("book_detail", args=["nope"])).status_code == 404
+
+
+BOX = re.compile(r'<section class="recs[^"]*" data-box="([a-z-]+)">.*?</section>', re.S)
+
+
+@pytest.fixture
+def live_store(settings):
+    from django.core.cache import cache
+
+    from recommendations import services
+    from tests.recommendations.helpers import planted_store
+
+    fast = {"LIGHTFM": {"epochs": 10, "no_components": 16}, "LIST_SIZE": 8}
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, **fast}
+    store = planted_store(fans=12)
+    assert services.retrain(evaluate=False).status == "succeeded"
+    cache.clear()
+    return store
+
+
+class TestBoxesOnTheBookPage:
+    """The demo's wording, and never the book itself in a box on its own page."""
+
+    def boxes(self, response) -> dict[str, str]:
+        html = response.content.decode()
+        return {m.group(1): m.group(0) for m in BOX.finditer(html)}
+
+    def test_a_customers_pick_is_not_offered_on_its_own_page(self, client, live_store):
+        from recommendations.api import recommend_for
+
+        fan = live_store["users"]["Alpha"][0]
+        client.force_login(fan)
+        book = recommend_for(fan, 6)[0]  # first in "You might like" everywhere else
+        assert f'href="{book.get_absolute_url()}"' in self.boxes(client.get("/"))["you-might-like"]
+        boxes = self.boxes(client.get(book.get_absolute_url()))
+        assert set(boxes) == {"you-might-like", "similar-items"}
+        assert "You might like" in boxes["you-might-like"] and "Readers also liked" in boxes["similar-items"]
+        assert all(box.count('class="card"') == 6 for box in boxes.values())
+        assert not any(f'href="{book.get_absolute_url()}"' in box for box in boxes.values())
+
+    def test_a_popular_book_is_not_offered_on_its_own_page(self, client, live_store):
+        from recommendations.api import popular
+
+        book = popular(1)[0]
+        boxes = self.boxes(client.get(book.get_absolute_url()))
+        assert "Popular right now" in boxes["you-might-like"] and "Readers also liked" in boxes["similar-items"]
+        assert boxes["you-might-like"].count('class="card"') == 6
+        assert not any(f'href="{book.get_absolute_url()}"' in box for box in boxes.values())
 
 
 class TestBuy:

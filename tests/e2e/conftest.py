@@ -52,6 +52,7 @@ class Site:
             "SECURE_SSL_REDIRECT": "0",
             "SECURE_COOKIES": "0",
             "MEDIA_ROOT": str(workdir / "media"),
+            "RECOMMENDATIONS_ARTIFACT_ROOT": str(workdir / "artifacts"),
             "STATIC_ROOT": str(workdir / "static"),
             "CELERY_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
             "CACHE_KEY_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",  # a fresh database: fresh ids, so fresh keys
@@ -80,6 +81,7 @@ class Site:
         users, books, interactions = self.size
         self.manage("seed_demo", "--users", str(users), "--books", str(books), "--interactions", str(interactions))
         self.manage("retrain_recommendations", "--sync", "--no-evaluate")
+        (ARTIFACTS / "e2e").mkdir(parents=True, exist_ok=True)
         log = open(ARTIFACTS / "e2e" / "server.log", "a")
         self.processes.append(subprocess.Popen(
             [str(BIN / "gunicorn"), "bookstore.wsgi", "-b", f"127.0.0.1:{self.port}", "--workers", "2",

@@ -79,5 +79,5 @@ def test_customer_buys_and_staff_retrain(site, browser, shots):
         return row and "succeeded" in row[0].text
 
     assert eventually(finished, 300), browser.page_source[-2000:]
-    assert browser.find_elements(By.CSS_SELECTOR, "svg polyline")
+    assert browser.find_elements(By.CSS_SELECTOR, "svg rect, svg polyline"), "the chart of the runs"
     browser.save_screenshot(str(shots / "05-admin-runs.png"))

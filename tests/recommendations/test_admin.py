@@ -1,15 +1,22 @@
-"""The admin: the run list with its chart, "Retrain now" (POST, CSRF, permission), read-only lists."""
+"""The admin: the run list with its chart, "Retrain now" (POST, CSRF, permission), read-only lists
+that still let customers and books be deleted, and the "live" filters."""
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission
+from django.db.models import Q
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from bookstore.models import Access, Book, Order, OrderLine, User
 from recommendations import services, tasks
-from recommendations.models import TrainingRun
+from recommendations.models import PopularItem, Recommendation, SimilarItem, TrainingRun
 from tests.factories import UserFactory
 from tests.recommendations.helpers import planted_store
 
@@ -133,3 +140,146 @@ def test_a_run_shows_known_and_new_books_side_by_side_and_every_trial(client, fa
         assert " + ".join(blend["parts"]) in page
     listing = client.get(reverse(LIST)).content.decode()
     assert "new books p@k" in listing.lower()
+
+
+# -- deleting customers and books that have stored lists ------------------------------------------
+def admin_url(model, view: str, *args) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+def staff_who_may_only(codename: str):
+    user = UserFactory(is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+def a_customer_with_lists():
+    """A fan with stored lists and nothing else of theirs (no orders, no page views), so that
+    deleting them needs no permission on the store's other tables."""
+    fan = User.objects.get(username="alpha-fan-0")
+    Order.objects.filter(user=fan).delete()
+    Access.objects.filter(user=fan).delete()
+    assert Recommendation.objects.filter(user=fan).exists()
+    return fan
+
+
+def test_a_superuser_deletes_a_customer_with_stored_lists(client, fast):
+    services.retrain(evaluate=False)
+    fan = User.objects.get(username="alpha-fan-0")
+    assert Recommendation.objects.filter(user=fan).exists()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = client.get(admin_url(User, "delete", fan.pk))
+    assert page.status_code == 200 and not page.context["perms_lacking"]
+    response = client.post(admin_url(User, "delete", fan.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=fan.pk).exists()
+    assert not Recommendation.objects.filter(user_id=fan.pk).exists()
+
+
+def test_staff_who_may_delete_customers_delete_one_with_stored_lists(client, fast):
+    services.retrain(evaluate=False)
+    fan = a_customer_with_lists()
+    client.force_login(staff_who_may_only("delete_user"))
+    page = client.get(admin_url(User, "delete", fan.pk))
+    assert page.status_code == 200 and not page.context["perms_lacking"], page.context["perms_lacking"]
+    assert client.post(admin_url(User, "delete", fan.pk), {"post": "yes"}).status_code == 302
+    assert not User.objects.filter(pk=fan.pk).exists()
+    assert not Recommendation.objects.filter(user_id=fan.pk).exists()
+
+
+def test_staff_who_may_delete_books_delete_one_that_is_in_stored_lists(client, fast):
+    services.retrain(evaluate=False)
+    book_id = Recommendation.objects.filter(user__isnull=False).values_list("item_id", flat=True).first()
+    book = Book.objects.get(pk=book_id)
+    OrderLine.objects.filter(book=book).delete()  # sold books are protected: the store's own rule
+    Access.objects.filter(book=book).delete()
+    assert SimilarItem.objects.filter(Q(item=book) | Q(similar=book)).exists()
+    client.force_login(staff_who_may_only("delete_book"))
+    page = client.get(admin_url(Book, "delete", book.pk))
+    assert page.status_code == 200 and not page.context["perms_lacking"], page.context["perms_lacking"]
+    assert client.post(admin_url(Book, "delete", book.pk), {"post": "yes"}).status_code == 302
+    assert not Book.objects.filter(pk=book.pk).exists()
+    assert not Recommendation.objects.filter(item_id=book.pk).exists()
+    assert not SimilarItem.objects.filter(Q(item_id=book.pk) | Q(similar_id=book.pk)).exists()
+
+
+@pytest.mark.parametrize("model", [Recommendation, PopularItem, SimilarItem])
+def test_the_lists_offer_no_delete_of_their_own(client, fast, model):
+    services.retrain(evaluate=False)
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = client.get(admin_url(model, "changelist"))
+    assert page.status_code == 200
+    assert b"delete_selected" not in page.content and page.context["action_form"] is None
+    row = model.objects.filter(user__isnull=False).first() if model is Recommendation else model.objects.first()
+    assert client.get(admin_url(model, "delete", row.pk)).status_code == 403
+    assert client.post(admin_url(model, "delete", row.pk), {"post": "yes"}).status_code == 403
+    assert model.objects.filter(pk=row.pk).exists()
+    detail = client.get(admin_url(model, "change", row.pk))
+    assert detail.status_code == 200 and b"deletelink" not in detail.content
+    index = client.get(reverse("admin:app_list", args=["recommendations"]))
+    assert not index.context["app_list"][0]["models"][0]["perms"]["delete"]
+
+
+def test_a_run_whose_lists_are_stored_is_not_deleted_from_the_admin(client, fast):
+    live = services.retrain(evaluate=False)
+    failed = TrainingRun.objects.create(status="failed", active=None)
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    assert client.post(admin_url(TrainingRun, "delete", live.pk), {"post": "yes"}).status_code == 403
+    assert Recommendation.objects.filter(run=live).exists()
+    assert client.post(admin_url(TrainingRun, "delete", failed.pk), {"post": "yes"}).status_code == 302
+    assert not TrainingRun.objects.filter(pk=failed.pk).exists()
+
+
+# -- the "live" filters ---------------------------------------------------------------------------
+def listed(response) -> list:
+    return list(response.context["cl"].result_list)
+
+
+def test_the_live_filter_of_the_runs(client):
+    live = TrainingRun.objects.create(status="succeeded", is_live=True, active=None)
+    old = TrainingRun.objects.create(status="succeeded", active=None)
+    failed = TrainingRun.objects.create(status="failed", active=None)
+    client.force_login(staff(can_retrain=False))
+    assert listed(client.get(reverse(LIST), {"live": "yes"})) == [live]
+    assert set(listed(client.get(reverse(LIST), {"live": "no"}))) == {old, failed}
+    assert len(listed(client.get(reverse(LIST)))) == 3
+    cl = client.get(reverse(LIST)).context["cl"]
+    live_filter = next(spec for spec in cl.filter_specs if spec.title == "live")
+    assert [str(choice["display"]) for choice in live_filter.choices(cl)] == ["All", "Yes", "No"]
+
+
+@pytest.mark.parametrize("model", [Recommendation, PopularItem, SimilarItem])
+def test_the_live_run_filter_of_the_lists(client, fast, model):
+    live = services.retrain(evaluate=False)
+    old = TrainingRun.objects.create(status="succeeded", active=None)
+    rows = model.objects.filter(run=live)
+    for row in (rows.filter(user__isnull=False) if model is Recommendation else rows)[:3]:
+        row.pk, row.run = None, old
+        row.save(force_insert=True)
+    client.force_login(staff(can_retrain=False))
+    url = admin_url(model, "changelist")
+    assert {row.run_id for row in listed(client.get(url, {"live": "yes"}))} == {live.pk}
+    assert {row.run_id for row in listed(client.get(url, {"live": "no"}))} == {old.pk}
+
+
+# -- the run list fits a laptop screen --------------------------------------------------------------
+def test_the_run_list_has_compact_columns(client):
+    metrics = {"k": 10, "model": {"precision@10": 0.0525}, "popularity": {"precision@10": 0.0104},
+               "cold": {"precision@10": 0.0147}}  # fmt: skip
+    now = timezone.now()
+    TrainingRun.objects.create(status="succeeded", is_live=True, active=None, metrics=metrics, trigger="beat",
+                               started=now - timedelta(seconds=50), finished=now)  # fmt: skip
+    TrainingRun.objects.create(status="running", stage="evaluate", progress=0.4, started=now)
+    client.force_login(staff(can_retrain=False))
+    page = client.get(reverse(LIST)).content.decode()
+    columns = re.findall(r'<th scope="col" class="[^"]*column-(\w+)', page)
+    assert columns == ["id", "status_badge", "started_short", "duration_display", "precisions"]
+    assert "P@k model · pop. · new" in page
+    assert re.search(r'<span title="model p@k">0\.052</span> · <span title="popularity p@k">0\.010</span> · '
+                     r'<span title="new books p@k">0\.015</span>', page)  # fmt: skip
+    status = re.findall(r'<td class="field-status_badge">(.*?)</td>', page)
+    assert len(status) == 2 and all('style="white-space:nowrap"' in cell for cell in status)
+    assert 'title="running: evaluate 40%"' in status[0] and ">evaluate 40%<" in status[0] and ">live<" not in status[0]
+    assert ">live<" in status[1] and ">succeeded<" in status[1]
+    started = timezone.localtime(now - timedelta(seconds=50))
+    assert "50.0 s" in page and f"{started:%b} {started.day} {started:%H:%M}" in page

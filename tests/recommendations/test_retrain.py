@@ -77,7 +77,7 @@ def test_run_records_stages_counts_metrics_and_an_artifact(fast):
     assert {"precision@5", "recall@5", "ndcg@5", "auc", "coverage"} <= set(run.metrics["model"])
     assert run.metrics["trials"] and run.metrics["chosen"]["candidate"]
     assert {"precision@5", "share_of_slots", "buyers"} <= set(run.metrics["cold"]) or "skipped" in run.metrics["cold"]
-    arrays = storage.load_artifact(run.artifact)
+    arrays = storage.load_artifact(run.artifact, run.artifact_record)
     assert arrays is not None and arrays["user_vectors"].shape[0] == 24
     assert arrays["item_keys"].dtype.kind in "iu" and arrays["item_feature_names"].dtype.kind == "U"
     assert popular(3) and len(popular(3)) == 3
@@ -335,20 +335,16 @@ def test_a_book_bought_after_the_run_is_left_out_at_read_time(fast):
 def test_corrupt_artifact_loads_as_none(fast, tmp_path):
     planted_store(fans=12)
     run = services.retrain(evaluate=False)
-    from django.core.files.storage import storages
-
-    with storages["default"].open(run.artifact, "wb") as fh:
+    with storage.artifact_storage().open(run.artifact, "wb") as fh:
         fh.write(b"not an npz at all")
-    assert storage.load_artifact(run.artifact) is None
+    assert storage.load_artifact(run.artifact, run.artifact_record) is None
     assert recommend_for(User.objects.filter(username__startswith="alpha").first(), 3)
 
 
 def test_artifacts_are_plain_npz_without_pickle(fast):
     planted_store(fans=12)
     run = services.retrain(evaluate=False)
-    from django.core.files.storage import storages
-
-    with storages["default"].open(run.artifact, "rb") as fh:
+    with storage.artifact_storage().open(run.artifact, "rb") as fh:
         with np.load(fh, allow_pickle=False) as npz:
             assert all(npz[key].dtype != object for key in npz.files)
     with pytest.raises(TypeError, match="pickle"):
@@ -442,10 +438,10 @@ def test_an_als_run_serves_rescores_and_brings_a_new_book_to_its_fans(fast, djan
 def test_an_artifact_with_wrong_shapes_is_no_model(fast):
     planted_store(fans=12)
     run = services.retrain(evaluate=False)
-    arrays = storage.load_artifact(run.artifact)
-    arrays["user_vectors"] = arrays["user_vectors"][:3]  # tampered: fewer rows than users
-    run.artifact = storage.save_artifact(run, arrays)
-    run.save(update_fields=["artifact"])
+    arrays = storage.load_artifact(run.artifact, run.artifact_record)
+    arrays["user_vectors"] = arrays["user_vectors"][:3]  # rewritten, record and all: fewer rows than users
+    run.artifact, run.artifact_record = storage.save_artifact(run, arrays)
+    run.save(update_fields=["artifact", "artifact_record"])
     services._live_model.cache_clear()
     fan = User.objects.filter(username__startswith="alpha").first()
     before = list(Recommendation.objects.filter(run=run, user=fan).values_list("item_id", flat=True))

@@ -127,9 +127,9 @@ def test_rescore_without_a_usable_artifact_keeps_the_stored_list(store):
     run = services.retrain(evaluate=False)
     fan = store["users"]["Alpha"][0]
     before = list(Recommendation.objects.filter(run=run, user=fan).values_list("item_id", flat=True))
-    from django.core.files.storage import storages
+    from recommendations import storage
 
-    with storages["default"].open(run.artifact, "wb") as fh:
+    with storage.artifact_storage().open(run.artifact, "wb") as fh:
         fh.write(b"garbage")
     services._live_model.cache_clear()
     assert services.rescore_user(fan.pk) == 0

@@ -60,3 +60,53 @@ def test_similar(client, live):
 def test_similar_with_a_malformed_key_is_404(client, live, settings):
     settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "ITEM_KEY": "pk"}
     assert client.get(reverse("recommendations:similar", args=["abc"])).status_code == 404
+
+
+def test_items_are_keyed_by_the_name_of_item_key(client, live, settings):
+    """The demo's ITEM_KEY is "product"; with "pk" the field is the primary key's name."""
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "ITEM_KEY": "pk"}
+    me = live["users"]["Alpha"][0]
+    client.force_login(me)
+    items = client.get(reverse("recommendations:me"), {"limit": 3}).json()["items"]
+    assert [i["id"] for i in items] == [str(b.pk) for b in recommend_for(me, 3)]
+    assert not any("product" in i for i in items)
+
+    book = live["books"]["Alpha"][0]
+    data = client.get(reverse("recommendations:similar", args=[book.pk]), {"limit": 2}).json()
+    assert data["id"] == str(book.pk) and "product" not in data
+    assert [set(i) for i in data["items"]] == [{"rank", "id", "title", "url"}] * 2
+
+
+def test_an_item_key_through_a_relation_is_named_by_its_last_part(client, live, settings):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "ITEM_KEY": "author__name"}
+    data = client.get(reverse("recommendations:me"), {"limit": 2}).json()
+    assert [i["name"] for i in data["items"]] == [b.author.name for b in popular(2)]
+
+
+def test_an_unknown_item_is_a_json_404(client, live, settings):
+    response = client.get(reverse("recommendations:similar", args=["nope"]))
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json() == {"error": "No such item."}
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "ITEM_KEY": "pk"}
+    response = client.get(reverse("recommendations:similar", args=["abc"]))
+    assert response.status_code == 404 and response.json() == {"error": "No such item."}
+
+
+def test_head_answers_like_get(client, live):
+    book = live["books"]["Alpha"][0]
+    for url in (reverse("recommendations:me"), reverse("recommendations:similar", args=[book.product])):
+        get, head = client.get(url), client.head(url)
+        assert head.status_code == get.status_code == 200
+        assert head["Content-Type"] == get["Content-Type"] == "application/json"
+        assert head["Cache-Control"] == get["Cache-Control"]
+    assert client.head(reverse("recommendations:similar", args=["nope"])).status_code == 404
+    assert client.post(reverse("recommendations:similar", args=[book.product])).status_code == 405
+
+
+def test_limit_is_clamped(client, live):
+    """A limit below 1 or above LIST_SIZE (8 here) is brought back into range; a limit that is
+    not a number means the default, 6."""
+    book = live["books"]["Alpha"][0]
+    url = reverse("recommendations:similar", args=[book.product])
+    assert [len(client.get(url, {"limit": n}).json()["items"]) for n in ("0", "-3", "2", "99", "x")] == [1, 1, 2, 8, 6]
+    assert len(client.get(reverse("recommendations:me"), {"limit": 99}).json()["items"]) == 8

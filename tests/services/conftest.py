@@ -46,6 +46,7 @@ class Worker:
             "TEST_CACHE_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
             "TEST_HEARTBEAT_SECONDS": "1",
             "TEST_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "TEST_ARTIFACT_ROOT": str(settings.RECOMMENDATIONS["ARTIFACT_ROOT"]),
             **self.extra_env,
         }
         self.proc = subprocess.Popen(

@@ -1,11 +1,12 @@
-"""Retrain the recommendations: queue it for a Celery worker, or run it here with --sync."""
+"""Retrain the recommendations: queue it for a Celery worker, or run it here with --sync
+(and without a broker: see ``RECOMMENDATIONS["TASKS"]``)."""
 
 import json
 import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from recommendations import services
+from recommendations import dispatch, services
 from recommendations.models import TrainingRun
 
 
@@ -29,6 +30,11 @@ class Command(BaseCommand):
         if if_none_live and TrainingRun.objects.live().exists():
             self.stdout.write("A run is already live: nothing to do.")
             return
+        if not sync and dispatch.mode() == "thread":
+            # A background thread of this command would die with it: without a broker, the
+            # retrain runs here (as --sync).
+            self.stderr.write("No task broker is configured: retraining in this process.")
+            sync = True
         try:
             if sync:
                 run = services.retrain(evaluate=evaluate, trigger="command")

@@ -55,8 +55,8 @@ TITLE_ADJECTIVES = [
     "Lost", "Bright", "Hollow", "Northern", "Salt", "Velvet", "Shattered", "Gentle", "Restless",
 ]  # fmt: skip
 
-TITLE_NOUNS = [
-    "River", "Garden", "Kingdom", "Letters", "Shore", "Mirror", "Harbour", "Orchard", "Empire",
+TITLE_NOUNS = [  # singular: plural() makes "Compasses" and "Libraries"
+    "River", "Garden", "Kingdom", "Letter", "Shore", "Mirror", "Harbour", "Orchard", "Empire",
     "Machine", "Forest", "Tide", "Lantern", "Archive", "Island", "Compass", "Crown", "Summer",
     "Signal", "Map", "Bridge", "Station", "House", "Sky", "Storm", "Library", "Voyage", "Clock",
 ]  # fmt: skip
@@ -178,22 +178,7 @@ class DemoStore:
         available = rng.random(self.n_books) >= 0.03
         popularity = rng.lognormal(0.0, 1.3, size=self.n_books) * np.sqrt(author_pop[book_author])
 
-        titles = []
-        for i in range(self.n_books):
-            a = TITLE_ADJECTIVES[rng.integers(len(TITLE_ADJECTIVES))]
-            n = TITLE_NOUNS[rng.integers(len(TITLE_NOUNS))]
-            form = rng.integers(5)
-            if form == 0:
-                title = f"The {a} {n}"
-            elif form == 1:
-                title = f"{n} of {plural(TITLE_NOUNS[rng.integers(len(TITLE_NOUNS))])}"
-            elif form == 2:
-                title = f"{'An' if a[0] in 'AEIOU' else 'A'} {a} {n}"
-            elif form == 3:
-                title = f"The {n} at {TITLE_ADJECTIVES[rng.integers(len(TITLE_ADJECTIVES))]} {TITLE_NOUNS[rng.integers(len(TITLE_NOUNS))]}"
-            else:
-                title = f"{a} {plural(n)}"
-            titles.append(title)
+        titles = demo_titles(np.random.default_rng([self.seed, 2]), self.n_books)
 
         return Catalogue(
             genre_names=list(GENRES),
@@ -425,5 +410,45 @@ class DemoStore:
 
 
 def plural(noun: str) -> str:
-    return noun[:-1] + "ies" if noun.endswith("y") and noun[-2] not in "aeiou" else noun + "s"
+    """The plural of a singular English noun of the title vocabulary: Sky → Skies,
+    Compass → Compasses, River → Rivers."""
+    if noun.endswith("y") and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
 
+
+def _title_forms() -> list[list[str]]:
+    """Every title the vocabulary makes, one list per form of title."""
+    adjectives, nouns = TITLE_ADJECTIVES, TITLE_NOUNS
+    return [
+        [f"The {a} {n}" for a in adjectives for n in nouns],
+        [f"{n} of {plural(m)}" for n in nouns for m in nouns if m != n],
+        [f"{'An' if a[0] in 'AEIOU' else 'A'} {a} {n}" for a in adjectives for n in nouns],
+        [f"The {n} at {a} {m}" for n in nouns for a in adjectives for m in nouns if m != n],
+        [f"{a} {plural(n)}" for a in adjectives for n in nouns],
+    ]
+
+
+def demo_titles(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` different titles in random order, each form of title about equally common.
+
+    Each form's titles are dealt from a shuffled deck, so no title comes twice.  A catalogue
+    larger than the vocabulary (some 23,000 titles) deals the decks again as a series:
+    "The Quiet Harbour: Book 2".
+    """
+    forms = _title_forms()
+    titles: list[str] = []
+    series = 0
+    while len(titles) < n:
+        series += 1
+        suffix = "" if series == 1 else f": Book {series}"
+        decks = [[form[i] for i in rng.permutation(len(form))] for form in forms]
+        for pick in rng.integers(len(forms), size=n - len(titles)):
+            # A form whose deck is empty passes its turn to the next form that has titles.
+            deck = next((d for d in decks[pick:] + decks[:pick] if d), None)
+            if deck is None:
+                break
+            titles.append(deck.pop() + suffix)
+    return titles

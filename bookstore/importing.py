@@ -11,6 +11,8 @@ views).  ``genres`` is a comma-separated list inside one field.  ``price``, ``mo
 
 This module only parses and validates (the csv module does the quoting, embedded newlines
 and CRLF); ``bookstore.management.commands.import_interactions`` writes to the database.
+Its cost is linear in the file's size whatever its lines look like: a record longer than
+``MAX_RECORD_LENGTH`` is refused as soon as that many characters have been read.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+
+from bookstore.models import product_key_problem
 
 REQUIRED = ("number", "type", "username", "product", "price", "model", "publishing_dt", "author", "genres")
 OPTIONAL = ("title", "timestamp")
@@ -36,6 +41,13 @@ MAX_GENRE_LENGTH = 100
 MAX_NUMBER = 1_000_000
 MAX_PRICE = Decimal("99999999.99")
 FIELD_LIMIT = 10_000  # characters in one field before the csv module gives up
+# Characters in one record (a line, or the lines of a record with quoted line breaks): far
+# beyond any real row, small enough to refuse a runaway line before holding much of it.
+MAX_RECORD_LENGTH = 1_000_000
+READ_SIZE = 1 << 16  # bytes read from the file at a time
+
+# Exports repeat the same products on many rows: check each once (a bounded cache).
+_product_key_problem = functools.lru_cache(maxsize=1 << 16)(product_key_problem)
 
 
 class ImportFileError(Exception):
@@ -80,40 +92,107 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class _Lines:
-    """Text lines from a binary stream, decoding UTF-8 (a BOM is skipped) incrementally.
+class _RecordTooLong(Exception):
+    """A record went past ``MAX_RECORD_LENGTH`` characters (raised from inside the csv reader)."""
 
-    Counts the bytes read, so that a progress bar can follow, and turns a decoding error
-    into an error that names the line.
+
+def _line_breaks(text: str) -> int:
+    r"""Line ends in ``text`` as the csv module sees them: ``\n``, ``\r\n`` or a lone ``\r``."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+class _Lines:
+    r"""Text lines from a binary stream, decoding UTF-8 (a BOM is skipped) incrementally.
+
+    Lines end at ``\n``, ``\r\n`` or ``\r`` only (``str.splitlines`` would also split at
+    U+2028, form feeds and the like, which may sit inside a value), so that line numbers are
+    the file's.  A line is assembled from pieces, never by re-reading what came before, so the
+    cost is linear in its length; a record longer than ``limit`` characters raises
+    :class:`_RecordTooLong` once that many have been read.  A decoding error names the file's
+    line and byte offset.  ``read`` calls :meth:`start_record` before each record.
     """
 
-    def __init__(self, raw: io.BufferedIOBase) -> None:
+    def __init__(self, raw: io.BufferedIOBase, limit: int) -> None:
         self.raw = raw
-        self.decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+        self.limit = limit
         self.bytes_read = 0
-        self.line = 0
-        self._buffer = ""
+        self.line = 0  # lines handed to the csv reader so far
+        self.record_line = 1  # where the record being read starts
+        self.record_length = 0  # characters of that record handed out so far
+
+    def start_record(self) -> None:
+        self.record_line, self.record_length = self.line + 1, 0
 
     def __iter__(self) -> Iterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+        pending: list[str] = []  # the line being read, in pieces
+        pending_length = 0
+        carry = ""  # a "\r" ending a chunk: alone, or the first half of "\r\n"
+        first = True
         while True:
-            chunk = self.raw.read(1 << 16)
-            final = not chunk
+            chunk = self.raw.read(READ_SIZE)
             self.bytes_read += len(chunk)
+            if first:
+                first = False
+                while 0 < len(chunk) < len(codecs.BOM_UTF8) and codecs.BOM_UTF8.startswith(chunk):
+                    more = self.raw.read(READ_SIZE)
+                    if not more:
+                        break
+                    self.bytes_read += len(more)
+                    chunk += more
+                if chunk.startswith(codecs.BOM_UTF8):
+                    chunk = chunk[len(codecs.BOM_UTF8) :]
+                    if not chunk:
+                        continue
+            final = not chunk
             try:
-                self._buffer += self.decoder.decode(chunk, final=final)
+                text = carry + decoder.decode(chunk, final=final)
             except UnicodeDecodeError as exc:
-                line = self.line + self._buffer.count("\n") + 1
-                raise ImportFileError(f"line {line}: the file is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
-            parts = self._buffer.splitlines(keepends=True)
-            if not final and parts and not parts[-1].endswith(("\n", "\r")):
-                self._buffer = parts.pop()
-            else:
-                self._buffer = ""
-            for part in parts:
+                raise self._not_utf8(exc, "".join(pending) + carry) from None
+            carry = ""
+            if not final and text.endswith("\r"):
+                text, carry = text[:-1], "\r"
+            for part in io.StringIO(text, newline=""):
+                if part[-1] not in "\r\n":  # the chunk ends inside this line
+                    pending.append(part)
+                    pending_length += len(part)
+                    self._check(pending_length)
+                    continue
+                if pending:
+                    pending.append(part)
+                    part = "".join(pending)
+                    pending, pending_length = [], 0
+                self._check(len(part))
                 self.line += 1
+                self.record_length += len(part)
                 yield part
             if final:
+                if pending:
+                    self.line += 1
+                    yield "".join(pending)
                 return
+
+    def _check(self, line_length: int) -> None:
+        if self.record_length + line_length <= self.limit:
+            return
+        line = self.line + 1
+        if line == self.record_line:
+            raise _RecordTooLong(f"this line is too long: more than {self.limit:,} characters without a line break")
+        raise _RecordTooLong(
+            f"this record is too long: more than {self.limit:,} characters from line {self.record_line} to line {line}"
+            " (is a quote left open?)"
+        )
+
+    def _not_utf8(self, exc: UnicodeDecodeError, before: str) -> ImportFileError:
+        # exc.object is what the decoder held over from the last chunk plus this chunk: the last
+        # bytes read, so its start in the file is bytes_read - len(exc.object).
+        offset = self.bytes_read - len(exc.object) + exc.start
+        line = self.line + 1 + _line_breaks(before + exc.object[: exc.start].decode("utf-8"))
+        byte = exc.object[exc.start : exc.start + 1].hex()
+        return ImportFileError(
+            f"line {line}: the file is not UTF-8 text (at byte offset {offset} of the file, 0x{byte}: {exc.reason}); "
+            "save it as UTF-8."
+        )
 
 
 def read(raw: io.BufferedIOBase) -> Iterator[Row | Problem]:
@@ -121,14 +200,14 @@ def read(raw: io.BufferedIOBase) -> Iterator[Row | Problem]:
 
     Raises :class:`ImportFileError` when the file as a whole cannot be read.
     """
-    lines = _Lines(raw)
+    lines = _Lines(raw, MAX_RECORD_LENGTH)
     csv.field_size_limit(FIELD_LIMIT)
     reader = csv.reader(iter(lines), strict=True)
     try:
         header = next(reader)
     except StopIteration:
         raise ImportFileError("the file is empty: it needs a header line naming the columns.") from None
-    except csv.Error as exc:
+    except (csv.Error, _RecordTooLong) as exc:
         raise ImportFileError(f"line 1: the header cannot be read ({exc}).") from None
     columns = [h.strip().lower() for h in header]
     _check_header(columns, header)
@@ -136,6 +215,7 @@ def read(raw: io.BufferedIOBase) -> Iterator[Row | Problem]:
     previous_end = reader.line_num
     while True:
         start = previous_end + 1
+        lines.start_record()
         try:
             record = next(reader)
         except StopIteration:
@@ -143,6 +223,9 @@ def read(raw: io.BufferedIOBase) -> Iterator[Row | Problem]:
         except csv.Error as exc:
             # The csv module cannot resynchronise after a broken record: stop here.
             yield Problem(start, "", "", f"this line cannot be read as CSV ({exc})")
+            return
+        except _RecordTooLong as exc:
+            yield Problem(start, "", "", str(exc))  # where the record would end is unknown: stop here
             return
         previous_end = reader.line_num
         if not record or all(not field.strip() for field in record):
@@ -192,6 +275,8 @@ def _row(line: int, values: dict[str, str]) -> Row | Problem:
     for column in ("username", "product"):
         if not values[column]:
             return Problem(line, column, "", "must not be empty")
+    if problem := _product_key_problem(values["product"]):  # the book's page address: no "/", "..", …
+        return Problem(line, "product", values["product"], problem)
 
     price = None
     if values["price"]:

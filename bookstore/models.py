@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower
@@ -62,9 +63,33 @@ class BookQuerySet(models.QuerySet):
         return self.select_related("author").prefetch_related("genres")
 
 
+def product_key_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a product id, or None.  A product id is a path segment of the
+    book's page (``/books/<id>/``): no ``/`` or ``\\``, no control characters (NUL and the
+    like), not ``.`` or ``..`` (a browser resolves those to another page), no surrounding
+    blanks.  Everything else (digits, letters of any script, ``-_.:#?%`` and spaces) works:
+    ``reverse`` quotes it."""
+    if not value:
+        return "is empty"
+    if value != value.strip():
+        return "starts or ends with a blank"
+    if value in (".", ".."):
+        return f"is {value!r}, which a browser resolves to another page"
+    bad = next((c for c in value if c in "/\\" or ord(c) < 32 or 0x7F <= ord(c) < 0xA0), None)
+    if bad is not None:
+        return f"contains {bad!r}, which cannot be part of a page address"
+    return None
+
+
+def validate_product_key(value: str) -> None:
+    if problem := product_key_problem(value):
+        raise ValidationError(_("The product id %(value)r %(problem)s."), params={"value": value, "problem": problem},
+                              code="invalid_product")  # fmt: skip
+
+
 class Book(models.Model):
-    # The shop's own product id, as in its exports (the `product` column).
-    product = models.CharField(_("product id"), max_length=64, unique=True)
+    # The shop's own product id, as in its exports (the `product` column): see validate_product_key.
+    product = models.CharField(_("product id"), max_length=64, unique=True, validators=[validate_product_key])
     title = models.CharField(_("title"), max_length=300, blank=True)
     author = models.ForeignKey(
         Author, on_delete=models.PROTECT, null=True, blank=True, related_name="books", verbose_name=_("author")

@@ -100,6 +100,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
+        # A persistent connection the server dropped (a restart, a failover, an idle timeout)
+        # is checked before a request uses it, instead of failing that request.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -143,7 +146,7 @@ STORAGES = {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            else "bookstore.storage.StaticFilesStorage"  # WhiteNoise's manifest storage, no 500 before collectstatic
         ),
     },
 }
@@ -164,7 +167,12 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "bookstore"),
             "TIMEOUT": 3600,
-            "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+            "OPTIONS": {
+                "IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1,
+                # JSON, not pickle: a value read from Redis never runs code in the web process
+                # (whoever can write one key would otherwise own every server).
+                "SERIALIZER": "bookstore.cache.StrictJSONSerializer",
+            },
         }
     }
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
@@ -280,6 +288,9 @@ RECOMMENDATIONS = {
     "LIGHTFM": {"num_threads": int(os.environ.get("RECOMMENDATIONS_THREADS", "1"))},
     # Picks stored per customer (an export of N per customer needs at least N).
     "LIST_SIZE": int(os.environ.get("RECOMMENDATIONS_LIST_SIZE", "20")),
+    # Without Redis there is no worker: retrains and rescores run in a background thread of the
+    # web process, so "Retrain now" answers at once (eager tasks would hold the request).
+    "TASKS": "celery" if REDIS_URL else "thread",
     # Model artifacts: a private directory, never MEDIA_ROOT (default: BASE_DIR/var/recommendations).
     "ARTIFACT_ROOT": os.environ.get("RECOMMENDATIONS_ARTIFACT_ROOT") or None,
 }

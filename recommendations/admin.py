@@ -287,6 +287,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "can_retrain": self.has_retrain_permission(request),
             "retrain_url": reverse("admin:recommendations_trainingrun_retrain"),
             "chart": metrics_chart(runs),
+            # While a run is queued or running, the list refreshes itself: its stage and progress.
+            "refresh_seconds": 5 if TrainingRun.objects.active().exists() else None,
         }
         return super().changelist_view(request, extra_context)
 
@@ -309,6 +311,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     @admin.display(description=_("score"), ordering="score")
     def rounded_score(self, obj):
         return f"{obj.score:.3f}"
+
+    def get_search_results(self, request, queryset, search_term):
+        # SQLite refuses a LIKE pattern over 50,000 bytes; no username or item key is that long.
+        if len(search_term) > 1000:
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
 
     def has_add_permission(self, request):
         return False

@@ -13,6 +13,7 @@ import logging
 import uuid
 
 from django.core.cache import caches
+from django.db import router
 from django.utils.translation import get_language
 
 from .api import excluded_pks, without
@@ -146,12 +147,62 @@ def _user_keys(user) -> tuple[str, list[str]]:
     return "popular", []
 
 
+# -- plain values only ---------------------------------------------------------------------------
+# A cache holds plain values (lists, strings, numbers), never pickled objects: a host's Redis
+# cache may use a JSON serializer, and a pickle read from a shared cache runs whatever code
+# whoever could write to it put there.  Items travel as their concrete fields' values (and
+# those of their ITEM_SELECT_RELATED relations) and are rebuilt with ``Model.from_db``, as
+# the ORM builds them from rows: no query.  Written by hand: Django's serializers build
+# unsaved objects through ``__init__``, lose loaded relations and take ten times as long.
+
+
+def _plain(field, value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)  # Decimal, UUID: to_python reads them back
+
+
+def _pack(obj, paths: list[str]) -> list:
+    fields = obj._meta.concrete_fields
+    related = {}
+    for head in dict.fromkeys(path.split("__", 1)[0] for path in paths):
+        rest = [p.split("__", 1)[1] for p in paths if p.startswith(f"{head}__")]
+        cached = obj._state.fields_cache.get(head) if hasattr(obj._state, "fields_cache") else None
+        if cached is not None:
+            related[head] = _pack(cached, rest)
+    return [[_plain(f, f.value_from_object(obj)) for f in fields], related]
+
+
+def _unpack(model, packed: list):
+    values, related = packed
+    fields = model._meta.concrete_fields
+    obj = model.from_db(router.db_for_read(model), [f.attname for f in fields],
+                        [f.to_python(v) for f, v in zip(fields, values, strict=True)])  # fmt: skip
+    for name, data in related.items():
+        field = model._meta.get_field(name)
+        field.set_cached_value(obj, _unpack(field.related_model, data))
+    return obj
+
+
+def _pack_items(items: list) -> list:
+    return [_pack(item, list(app_settings.ITEM_SELECT_RELATED)) for item in items]
+
+
+def _unpack_items(packed: list) -> list:
+    from django.apps import apps
+
+    model = apps.get_model(app_settings.ITEM_MODEL)
+    return [_unpack(model, data) for data in packed]
+
+
 def _load_for_user(user, limit: int):
-    """``((items, personal_count), generation)``: the personal rows come first in the list."""
+    """``((packed items, personal_count), generation)``: the personal rows come first."""
     rows = Recommendation.objects.for_user(user).top(limit)
     personal = sum(row.user_id is not None for row in rows)
     gen = generation(rows[0].run_id, rows[0].run_created) if rows else None
-    return ([row.item for row in rows], personal), gen
+    return [_pack_items([row.item for row in rows]), personal], gen
 
 
 def _pick(loaded: tuple[list, int], excluded: frozenset[str], limit: int) -> tuple[list, bool]:
@@ -163,7 +214,8 @@ def _pick(loaded: tuple[list, int], excluded: frozenset[str], limit: int) -> tup
 
 def _load_similar(pk, limit: int):
     rows = list(SimilarItem.objects.for_item(pk)[:limit])
-    return [row.similar for row in rows], (generation(rows[0].run_id, rows[0].run_created) if rows else None)
+    gen = generation(rows[0].run_id, rows[0].run_created) if rows else None
+    return _pack_items([row.similar for row in rows]), gen
 
 
 # The lists are cached by length only: a box that excludes n items reads the list of
@@ -174,11 +226,32 @@ def _load_similar(pk, limit: int):
 
 def _list_for_user(user, n: int):
     who, versions = _user_keys(user)
-    return _read(f"list:{who}:{n}", versions, lambda: _load_for_user(user, n))
+    load = lambda: _load_for_user(user, n)  # noqa: E731
+    return _unpacked(_read(f"list:{who}:{n}", versions, load), load, personal=True)
 
 
 def _similar_list(pk, n: int):
-    return _read(f"similar:{pk}:{n}", [], lambda: _load_similar(pk, n))
+    load = lambda: _load_similar(pk, n)  # noqa: E731
+    return _unpacked(_read(f"similar:{pk}:{n}", [], load), load, personal=False)
+
+
+def _unpacked(value_and_gen, load, *, personal: bool):
+    """The items of a cached (or just loaded) list; a cached value of the wrong shape (written
+    by something else) is read again from the database, never an error page."""
+    value, gen = value_and_gen
+    for attempt in (1, 2):
+        try:
+            if personal:
+                packed, count = value
+                return (_unpack_items(packed), int(count)), gen
+            return _unpack_items(value), gen
+        except Exception as exc:
+            if attempt == 2:
+                raise
+            logger.warning("recommendations: a cached list does not read (%s: %s); reading the database",
+                           type(exc).__name__, exc)  # fmt: skip
+            value, gen = load()
+    raise AssertionError("unreachable")
 
 
 def recommendations_for(user, limit: int, exclude=None) -> tuple[list, bool]:
@@ -214,9 +287,13 @@ def rendered_for_user(name: str, user, limit: int, render, exclude=None, heading
         loaded, gen = list_and_gen
         return render(*_pick(loaded, excluded, limit)), gen
 
+    def uncached():
+        (packed, personal), gen = _load_for_user(user, n)
+        return rendered(((_unpack_items(packed), personal), gen))
+
     html, _gen = _read(
         f"html:{name}:{who}:{limit}:{_variant(excluded, heading)}", versions,
-        lambda: rendered(_list_for_user(user, n)), uncached=lambda: rendered(_load_for_user(user, n)),
+        lambda: rendered(_list_for_user(user, n)), uncached=uncached,
     )  # fmt: skip
     return html
 
@@ -231,8 +308,12 @@ def rendered_similar(name: str, item, limit: int, render, exclude=None, heading=
         items, gen = list_and_gen
         return render(without(items, excluded, limit)), gen
 
+    def uncached():
+        packed, gen = _load_similar(pk, n)
+        return rendered((_unpack_items(packed), gen))
+
     html, _gen = _read(
         f"html:{name}:{pk}:{limit}:{_variant(excluded, heading)}", [],
-        lambda: rendered(_similar_list(pk, n)), uncached=lambda: rendered(_load_similar(pk, n)),
+        lambda: rendered(_similar_list(pk, n)), uncached=uncached,
     )  # fmt: skip
     return html

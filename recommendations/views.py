@@ -3,7 +3,10 @@
 Each item is named by the field ``ITEM_KEY`` names (its last part: ``"sku"`` for
 ``"details__sku"``; for ``"pk"`` the primary key's name, e.g. ``"id"``).  ``limit`` is
 clamped to 1…``LIST_SIZE`` (6 when it is not a number).  An unknown item answers 404 with
-``{"error": …}``.  GET and HEAD only.
+``{"error": …}``, and so does a key no item can have (NUL, or not a number for an integer
+key).  An item's ``url`` is its ``get_absolute_url()``, or null when that raises
+``NoReverseMatch`` (a row whose key cannot be part of its page's address): one such row
+never takes a list down.  GET and HEAD only.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
+from django.urls import NoReverseMatch
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.http import require_safe
 
@@ -37,7 +41,11 @@ def _item_json(item, rank: int, key_name: str) -> dict:
     data = {"rank": rank, key_name: _key_value(item)}
     data.setdefault("title", str(item))  # an ITEM_KEY of "title" keeps its own value
     if hasattr(item, "get_absolute_url"):
-        data.setdefault("url", item.get_absolute_url())
+        try:
+            url = item.get_absolute_url()
+        except NoReverseMatch:
+            url = None
+        data.setdefault("url", url)
     return data
 
 
@@ -70,10 +78,13 @@ def similar(request: HttpRequest, key: str) -> JsonResponse:
     """``GET /recommendations/similar/<key>/?limit=N``: items like that one, with the
     requested key echoed under the key's name (``{"product": key, "items": […]}``)."""
     model = apps.get_model(app_settings.ITEM_MODEL)
-    try:
-        item = model._default_manager.filter(**{app_settings.ITEM_KEY: key}).only("pk").first()
-    except (ValueError, ValidationError):  # "abc" for an integer key, a malformed UUID
-        item = None
+    item = None
+    # No stored key holds NUL, and PostgreSQL refuses it even in a query: no need to ask.
+    if "\x00" not in key:
+        try:
+            item = model._default_manager.filter(**{app_settings.ITEM_KEY: key}).only("pk").first()
+        except (ValueError, ValidationError):  # "abc" for an integer key, a malformed UUID
+            pass
     if item is None:
         return JsonResponse({"error": "No such item."}, status=404)
     items = cache.similar_to(item, _limit(request))

@@ -35,6 +35,9 @@ RECOMMENDATIONS = {
     "STALE_AFTER_SECONDS": float(os.environ.get("TEST_STALE_AFTER_SECONDS", "300")),
     # A short search: the tests check what the search does, not how well it searches.
     "SEARCH": {"trials": 6, "seconds": 600},
+    # Tasks through Celery: eager on the default path (deterministic), a real broker and
+    # worker on the production path.  The demo itself uses a background thread without Redis.
+    "TASKS": "celery",
     # Workers and servers started by tests share it (one folder per database inside).
     "ARTIFACT_ROOT": os.environ.get("TEST_ARTIFACT_ROOT", "/tmp/bookstore-test-artifacts"),
 }

@@ -84,11 +84,15 @@ def test_bad_boolean_is_named():
 
 
 @pytest.mark.slow
-def test_production_configuration_passes_check_deploy():
-    result = run(
-        "", "manage.py", "check", "--deploy", "--fail-level", "WARNING",
-        DEBUG="0", SECRET_KEY="a-long-random-production-secret-key-0123456789-abcdefghij-XYZ!",
-        ALLOWED_HOSTS="shop.example.com",
-    )  # fmt: skip
+def test_production_configuration_passes_check_deploy(tmp_path):
+    env = {"DEBUG": "0", "SECRET_KEY": "a-long-random-production-secret-key-0123456789-abcdefghij-XYZ!",
+           "ALLOWED_HOSTS": "shop.example.com", "STATIC_ROOT": str(tmp_path / "static")}  # fmt: skip
+    check = ("", "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    # Before collectstatic, the check says what to run (pages still render: see
+    # tests/reliability/test_production_path.py).
+    before = run(*check, **env)
+    assert before.returncode != 0 and "bookstore.W001" in before.stderr and "collectstatic --noinput" in before.stderr
+    assert run("", "manage.py", "collectstatic", "--noinput", **env).returncode == 0
+    result = run(*check, **env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

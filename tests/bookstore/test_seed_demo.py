@@ -1,5 +1,6 @@
 """seed_demo: deterministic for a seed, and shaped like a real store."""
 
+import re
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from io import StringIO
@@ -8,6 +9,7 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
 
+from bookstore.demo import TITLE_ADJECTIVES, TITLE_NOUNS, demo_titles, plural
 from bookstore.models import Access, Book, Order, OrderLine
 
 pytestmark = pytest.mark.django_db
@@ -101,3 +103,67 @@ def test_shaped_like_a_bookstore():
         if total >= 10:
             shares.append(max(genres.values()) / total)
     assert shares and sorted(shares)[len(shares) // 2] > 0.3
+
+
+def test_titles_are_unique_and_read_as_english():
+    """At the default size: no title comes twice (so no author has two books of one name),
+    and no plural doubles an "s" ("Letterss", "Iron Compasss")."""
+    call_command("seed_demo", "--until", "2026-06-30", stdout=StringIO())
+    titles = list(Book.objects.values_list("author_id", "title"))
+    assert len(titles) == 800, "the default size"
+    assert len(set(titles)) == len(titles), "unique per author"
+    assert len({title for _, title in titles}) == len(titles), "unique in the whole store"
+
+    words = {word for _, title in titles for word in title.split()}
+    vocabulary = {"The", "A", "An", "of", "at", *TITLE_ADJECTIVES, *TITLE_NOUNS, *map(plural, TITLE_NOUNS)}
+    assert words <= vocabulary
+    assert {word for word in words if word.endswith("ss")} == {"Glass", "Compass", "Endless", "Restless"}
+    assert not [noun for noun in TITLE_NOUNS if noun.endswith("s") and plural(noun) == noun + "s"]
+
+
+def test_plurals():
+    assert [plural(n) for n in ["River", "Compass", "Glass", "Sky", "Library", "Day", "Box", "Church"]] == [
+        "Rivers", "Compasses", "Glasses", "Skies", "Libraries", "Days", "Boxes", "Churches",
+    ]  # fmt: skip
+
+
+def test_a_catalogue_larger_than_the_vocabulary_still_has_unique_titles():
+    import numpy as np
+
+    titles = demo_titles(np.random.default_rng(3), 30000)
+    assert len(set(titles)) == 30000
+    assert sum(title.endswith(": Book 2") for title in titles) > 5000
+
+
+def cards(html: str, section: str) -> list[str]:
+    """The products of the book cards in the page's section that starts with ``section``."""
+    match = re.search(re.escape(section) + r".*?</section>", html, re.S)
+    return re.findall(r'class="card-title" href="/books/([^/]+)/"', match.group(0)) if match else []
+
+
+def test_the_home_page_shows_no_book_twice(client, settings):
+    """The box at the top (the customer's picks, or the popular list to a visitor without
+    picks) and the bestsellers shelf never show the same book."""
+    from django.core.cache import cache
+
+    from bookstore.services import bestsellers
+    from recommendations import services
+    from recommendations.api import recommend_for
+
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "LIGHTFM": {"epochs": 5, "no_components": 8}}
+    seed()
+    assert services.retrain(evaluate=False).status == "succeeded"
+    cache.clear()
+    newcomer = get_user_model().objects.create(username="newcomer")
+    for customer in (None, get_user_model().objects.get(username="demo"), newcomer):
+        if customer:
+            client.force_login(customer)
+        html = client.get("/").content.decode()
+        box, shelf = cards(html, 'data-box="you-might-like"'), cards(html, "<h2>Bestsellers</h2>")
+        assert len(box) == 6 and shelf, customer
+        assert not set(box) & set(shelf), customer
+        # What the home view passes to fill the shelf again: the bestsellers after the box's books.
+        shown = recommend_for(customer, 6)
+        assert [book.product for book in shown] == box
+        rest = [book.product for book in bestsellers(6, exclude=shown)]
+        assert len(rest) == 6 and not set(rest) & set(box) and set(shelf) <= set(rest)

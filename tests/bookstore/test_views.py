@@ -1,4 +1,5 @@
-"""The store's pages: browsing, counting views (with the dedupe window), buying, my orders."""
+"""The store's pages: browsing, counting views (with the dedupe window), buying, my orders;
+values no book can match, and books whose product id cannot be a page address."""
 
 import re
 from datetime import timedelta
@@ -9,7 +10,7 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from bookstore.models import Access, Order
+from bookstore.models import Access, Book, Order
 from bookstore.services import record_view
 from tests.factories import AuthorFactory, BookFactory, GenreFactory, OrderLineFactory, UserFactory
 
@@ -90,6 +91,13 @@ class TestBookPage:
 
     def test_unknown_book_is_404(self, client):
         assert client.get(reverse("book_detail", args=["nope"])).status_code == 404
+
+    def test_a_product_id_that_cannot_be_an_address_is_404_without_a_query(self, client, django_assert_num_queries):
+        BookFactory(product="x")
+        for path in ("/books/%00/", "/books/./", "/books/../", "/books/a%2Fb/", "/books/%20x/", "/books/%09x/"):
+            with django_assert_num_queries(0):  # PostgreSQL would refuse the NUL
+                assert client.get(path).status_code == 404, path
+            assert client.post(path + "buy/").status_code == 404, path
 
 
 BOX = re.compile(r'<section class="recs[^"]*" data-box="([a-z-]+)">.*?</section>', re.S)
@@ -219,3 +227,40 @@ class TestBrowsing:
     def test_unavailable_books_are_not_listed(self, client):
         BookFactory(title="Out of print", available=False)
         assert b"Out of print" not in client.get("/books/").content
+
+    def test_a_filter_value_no_book_can_match_is_refused_not_a_500(self, client):
+        author = AuthorFactory()
+        assert client.get("/books/?q=%00").status_code == 400  # PostgreSQL refuses NUL
+        assert client.get("/books/?genre=%00").status_code == 400
+        # "²" and "٣" are digits to str.isdigit (int() refuses the first, reads 3 from the
+        # second); neither is an author's id, nor is a number past a bigint.
+        for value in ("%C2%B2", "%D9%A3", "abc", f"{author.pk}%00", "9" * 30, "1" * 5000):
+            assert client.get(f"/books/?author={value}").status_code in (400, 404), value
+        assert client.get(f"/books/?author={author.pk}").status_code == 200
+        assert client.get("/books/?author=").status_code == 200  # no filter
+        for value in ("%C2%B2", "%00", "9" * 5000):
+            assert client.get(f"/books/?page={value}&sort={value}").status_code == 200, value
+
+
+class TestBooksWithoutAPage:
+    """A row whose product id the validator refuses (written before it, or by a host's
+    ``update``) has no page: it is listed without a link, and no page listing it fails."""
+
+    @pytest.mark.parametrize("product", ["a/b", ".", "..", "back\\slash", " padded"])
+    def test_listed_without_a_link(self, client, customer, product):
+        book = BookFactory(title="Odd key")
+        OrderLineFactory(order__user=customer, book=book)
+        Book.objects.filter(pk=book.pk).update(product=product)
+        for path in ("/", "/books/", "/books/?q=odd", "/orders/"):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            html = response.content.decode()
+            assert "Odd key" in html, path
+            assert not re.search(r'href="[^"]*"[^>]*>\s*(<span class="cover-title">)?Odd key', html), path
+        assert '<span class="card-title">Odd key</span>' in client.get("/books/").content.decode()
+
+    def test_a_book_with_a_page_is_still_a_link(self, client):
+        book = BookFactory(title="Plain key", product="plain")
+        html = client.get("/books/").content.decode()
+        assert f'<a class="card-title" href="{book.get_absolute_url()}">Plain key</a>' in html
+        assert html.count(f'href="{book.get_absolute_url()}"') == 2  # the cover and the title

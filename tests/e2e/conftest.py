@@ -37,8 +37,10 @@ class Site:
     """migrate, seed_demo, a first training, then gunicorn (and a worker when REDIS_URL is set)."""
 
     def __init__(self, workdir: Path, production: bool, *, redis_url: str | None = None, worker: bool = True,
-                 size: tuple[int, int, int] = (600, 400, 20000), env: dict | None = None) -> None:  # fmt: skip
+                 size: tuple[int, int, int] = (600, 400, 20000), env: dict | None = None,
+                 collect_static: bool = True) -> None:  # fmt: skip
         self.workdir, self.production, self.with_worker, self.size = workdir, production, worker, size
+        self.collect_static = collect_static
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: list[subprocess.Popen] = []
@@ -77,7 +79,8 @@ class Site:
             with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{self.pg_name}"')
         self.manage("migrate", "--noinput")
-        self.manage("collectstatic", "--noinput")  # DEBUG off: static files as a deployment has them
+        if self.collect_static:
+            self.manage("collectstatic", "--noinput")  # DEBUG off: static files as a deployment has them
         users, books, interactions = self.size
         self.manage("seed_demo", "--users", str(users), "--books", str(books), "--interactions", str(interactions))
         self.manage("retrain_recommendations", "--sync", "--no-evaluate")

@@ -57,6 +57,29 @@ def test_retrain_button_queues_and_reports(client, fast):
     assert client.get(reverse("admin:recommendations_trainingrun_change", args=[run.pk])).status_code == 200
 
 
+def test_without_a_broker_retrain_now_answers_at_once_and_the_list_follows_the_run(
+    client, fast, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The demo's default path (RELIABILITY 13.10): the retrain runs in a background thread of
+    the web process, so the click answers at once; the run list refreshes itself meanwhile."""
+    from recommendations import dispatch
+
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "TASKS": "thread"}
+    submitted = []
+    monkeypatch.setattr(dispatch._Runner, "submit", lambda self, task, args: submitted.append((task, args)) or "t")
+    client.force_login(staff(can_retrain=True))
+    response = client.post(reverse(RETRAIN), follow=True)
+    run = TrainingRun.objects.get()
+    assert run.status == "queued" and f"Retrain queued (run #{run.pk})" in messages_of(response)
+    assert [(task.name, args) for task, args in submitted] == [("recommendations.retrain", [run.pk, None])]
+    assert b'<meta http-equiv="refresh" content="5">' in response.content
+    task, args = submitted[0]
+    dispatch._run(task, args, "t")  # what the background thread does
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+    assert b'http-equiv="refresh"' not in client.get(reverse(LIST)).content
+
+
 def test_get_never_retrains(client, fast):
     client.force_login(staff(can_retrain=True))
     assert client.get(reverse(RETRAIN)).status_code == 405

@@ -31,8 +31,9 @@ def small(settings, tmp_path):
 
 
 @pytest.fixture
-def no_broker(monkeypatch):
+def no_broker(monkeypatch, settings):
     """A host that configured no broker and no eager tasks (a fresh startproject)."""
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "TASKS": "auto"}
     keys = ("broker_url", "broker_write_url", "task_always_eager")
     before = {key: app.conf[key] for key in keys}
     app.conf.update(broker_url=None, broker_write_url=None, task_always_eager=False)

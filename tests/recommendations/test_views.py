@@ -1,9 +1,11 @@
-"""The JSON endpoints: the signed-in customer's list only, private caching."""
+"""The JSON endpoints: the signed-in customer's list only, private caching, hostile keys."""
 
 import pytest
 from django.core.cache import cache
 from django.urls import reverse
 
+from bookstore.models import Book
+from recommendations import cache as lists_cache
 from recommendations import services
 from recommendations.api import popular, recommend_for
 from tests.recommendations.helpers import planted_store
@@ -110,3 +112,25 @@ def test_limit_is_clamped(client, live):
     url = reverse("recommendations:similar", args=[book.product])
     assert [len(client.get(url, {"limit": n}).json()["items"]) for n in ("0", "-3", "2", "99", "x")] == [1, 1, 2, 8, 6]
     assert len(client.get(reverse("recommendations:me"), {"limit": 99}).json()["items"]) == 8
+
+
+def test_a_key_no_item_can_have_is_a_json_404(client, live):
+    """NUL: PostgreSQL refuses it even in a query; dot segments and an encoded slash name no item."""
+    for key in ("\x00", "a\x00b", "..", ".", "x" * 100_000, "\u00b2"):
+        response = client.get(reverse("recommendations:similar", args=[key]))
+        assert response.status_code == 404 and response.json() == {"error": "No such item."}, key[:20]
+    assert client.get("/recommendations/similar/a%2Fb/").status_code == 404
+
+
+def test_an_item_whose_page_cannot_be_reversed_is_listed_with_a_null_url(client, live):
+    """A book whose product id cannot be part of its page's address ("a/b", from before the
+    validator or past it) makes get_absolute_url raise NoReverseMatch: listed, url null."""
+    first, second = popular(2)
+    Book.objects.filter(pk=first.pk).update(product="a/b")
+    Book.objects.filter(pk=second.pk).update(product=".")
+    lists_cache.catalogue_changed()
+    items = client.get(reverse("recommendations:me")).json()["items"]
+    assert [(i["product"], i["url"]) for i in items[:2]] == [("a/b", None), (".", None)]
+    assert all(i["url"].startswith("/books/") for i in items[2:])
+    similar = client.get(reverse("recommendations:similar", args=["."])).json()  # the app takes any key
+    assert similar["product"] == "." and similar["items"]

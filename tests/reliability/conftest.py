@@ -3,12 +3,38 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 
 import pytest
+from django.db import connection
 
 from tests.e2e.conftest import Site, free_port  # noqa: F401
 from tests.services.conftest import ARTIFACTS, worker  # noqa: F401
+
+
+def at_once(n: int, fn, timeout: float = 120) -> list:
+    """Call ``fn(i)`` in ``n`` threads released together, each with a database connection of
+    its own; each thread's result or exception."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = fn(i)
+        except Exception as exc:  # noqa: BLE001 - the result is what we check
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    return results
 
 
 class ThrowawayRedis:

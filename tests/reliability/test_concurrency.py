@@ -3,40 +3,17 @@ database is the lock, and going live is guarded in the database too."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
 from recommendations import services, storage
 from recommendations.models import TrainingRun
+from tests.reliability.conftest import at_once
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
-def in_threads(n: int, fn) -> list:
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def work(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = fn(i)
-        except Exception as exc:  # noqa: BLE001 - the result is what we check
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return results
-
-
 def test_simultaneous_requests_start_one_run(postgres):
-    results = in_threads(8, lambda i: services.start_run(trigger=f"click-{i}"))
+    results = at_once(8, lambda i: services.start_run(trigger=f"click-{i}"))
     started = [r for r in results if isinstance(r, TrainingRun)]
     refused = [r for r in results if isinstance(r, services.AlreadyRunning)]
     assert len(started) == 1 and len(refused) == 7, results
@@ -61,7 +38,7 @@ def test_publishing_is_guarded_in_the_database(postgres):
 
     for _ in range(5):
         TrainingRun.objects.update(is_live=None)
-        results = in_threads(2, go_live)
+        results = at_once(2, go_live)
         live = list(TrainingRun.objects.filter(is_live=True).values_list("pk", flat=True))
         assert live == [newer.pk], results
         # Either the older one went live first and was replaced, or it was refused.

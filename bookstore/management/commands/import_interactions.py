@@ -6,7 +6,9 @@ The file is read twice, streaming: first every row is validated (nothing is writ
 any row is bad, and the report names file, line, column and value); then, in one
 transaction, authors, genres, books, customers, orders and page views are written in
 bulk, chunk by chunk.  Each row's natural key (username, product, type, timestamp) is
-recorded, so importing the same file again changes nothing.
+recorded, so importing the same file again changes nothing.  Rows of one file that share a
+key add up (copies bought, page views): a legacy export without timestamps lists two
+purchases of the same book as two identical rows.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hashlib
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -41,6 +43,7 @@ from bookstore.models import (
 )
 
 CHUNK = 5000
+MAX_TOTAL = 2_147_483_647  # the largest copies or views one order line or page-view row holds (an integer column)
 
 
 @dataclass
@@ -161,7 +164,10 @@ class Command(BaseCommand):
         genre_ids = self._genres({g for info in books.values() for g in info.genres.values()}, summary)
         book_ids = self._books(books, author_ids, genre_ids, summary)
         user_ids = self._users(users, summary)
-        summary.update(orders_created=0, order_lines_created=0, views_created=0, views_updated=0, rows_already_imported=0)
+        summary.update(
+            orders_created=0, order_lines_created=0, order_lines_updated=0, views_created=0, views_updated=0,
+            rows_added_to_an_earlier_row=0, rows_already_imported=0,
+        )  # fmt: skip
         with path.open("rb") as fh, self._progress("importing") as bar:
             chunk: list[importing.Row] = []
             for row in importing.read(fh):
@@ -266,12 +272,26 @@ class Command(BaseCommand):
         return ids
 
     def _write_chunk(self, rows: list[importing.Row], batch, book_ids, user_ids, summary: dict) -> None:
+        # Rows of this file that share a natural key (customer, product, type, timestamp) add
+        # up: a legacy export without timestamps lists two purchases of a book as two rows.  A
+        # key that an earlier import recorded is skipped, so importing a file again adds nothing.
         by_key: dict[str, importing.Row] = {}
+        copies: dict[str, int] = defaultdict(int)  # rows per key in this chunk
         for row in rows:
-            by_key.setdefault(row.key, row)  # a repeated key within the file is the same interaction
-        known = set(ImportedInteraction.objects.filter(key__in=list(by_key)).values_list("key", flat=True))
-        summary["rows_already_imported"] += len(rows) - len(by_key) + len(known)
-        fresh = [row for key, row in by_key.items() if key not in known]
+            first = by_key.get(row.key)
+            by_key[row.key] = row if first is None else replace(first, number=first.number + row.number)
+            copies[row.key] += 1
+        recorded = dict(ImportedInteraction.objects.filter(key__in=list(by_key)).values_list("key", "batch_id"))
+        # Recorded by this import (an earlier chunk of this file): add to what that chunk wrote.
+        again = {key for key, batch_id in recorded.items() if batch_id == batch.pk}
+        fresh = []
+        for key, row in by_key.items():
+            if key in recorded and key not in again:
+                summary["rows_already_imported"] += copies[key]
+                continue
+            summary["rows_added_to_an_earlier_row"] += copies[key] - (key not in again)
+            self._check_total(row.number, row)
+            fresh.append(row)
         if not fresh:
             return
         now = batch.started
@@ -286,9 +306,9 @@ class Command(BaseCommand):
             if pair in views:
                 v = views[pair]
                 v[0] += row.number
-                v[1], v[2] = min(v[1], when), max(v[2], when)
+                v[1], v[2], v[3] = min(v[1], when), max(v[2], when), row
             else:
-                views[pair] = [row.number, when, when]
+                views[pair] = [row.number, when, when, row]
         if views:
             users = {u for u, _ in views}
             books = {b for _, b in views}
@@ -298,8 +318,9 @@ class Command(BaseCommand):
                 if (a.user_id, a.book_id) in views
             }
             new, changed = [], []
-            for (u, b), (count, first, last) in views.items():
+            for (u, b), (count, first, last, row) in views.items():
                 access = existing.get((u, b))
+                self._check_total(count + (access.count if access else 0), row)
                 if access is None:
                     new.append(Access(user_id=u, book_id=b, count=count, first_seen=first, last_seen=last))
                 else:
@@ -323,19 +344,44 @@ class Command(BaseCommand):
             Order.objects.bulk_create(new_orders, batch_size=1000)
             existing_orders.update({(o.user_id, o.created): o.pk for o in new_orders})
             prices = dict(Book.objects.filter(pk__in={book_ids[r.product] for r in purchases}).values_list("pk", "price"))
-            lines = []
+            lines, more = [], {}  # more: (order, book) -> copies to add to the line an earlier chunk wrote
             for r in purchases:
                 book_id = book_ids[r.product]
-                unit = r.price if r.price is not None else (prices.get(book_id) or 0)
                 order_id = existing_orders[(user_ids[r.username], r.timestamp or now)]
+                if r.key in again:
+                    more[(order_id, book_id)] = r
+                    continue
+                unit = r.price if r.price is not None else (prices.get(book_id) or 0)
                 lines.append(OrderLine(order_id=order_id, book_id=book_id, quantity=r.number, unit_price=unit))
             OrderLine.objects.bulk_create(lines, batch_size=1000)
+            if more:
+                earlier = {}
+                orders, books = {o for o, _ in more}, {b for _, b in more}
+                for line in OrderLine.objects.filter(order_id__in=orders, book_id__in=books).order_by("pk"):
+                    earlier.setdefault((line.order_id, line.book_id), line)
+                for pair, r in more.items():
+                    earlier[pair].quantity += r.number
+                    self._check_total(earlier[pair].quantity, r)
+                OrderLine.objects.bulk_update([earlier[pair] for pair in more], ["quantity"], batch_size=1000)
             summary["orders_created"] += len(new_orders)
             summary["order_lines_created"] += len(lines)
+            summary["order_lines_updated"] += len(more)
 
         ImportedInteraction.objects.bulk_create(
-            [ImportedInteraction(key=row.key, batch=batch) for row in fresh], batch_size=2000
+            [ImportedInteraction(key=row.key, batch=batch) for row in fresh if row.key not in again], batch_size=2000
         )
+
+    def _check_total(self, total: int, row: importing.Row) -> None:
+        """Refuse (and so roll back everything) a count that rows add up to beyond what its
+        column holds, naming one of those rows."""
+        if total > MAX_TOTAL:
+            what = "copies bought" if row.type == "orderline" else "page views"
+            message = (
+                f"column 'number': the {what} of product {row.product!r} by {row.username!r} add up to {total},"
+                f" more than {MAX_TOTAL}"
+            )
+            problem = importing.Problem(row.line, "", "", message)
+            raise CommandError(f"1 bad row in {self.name}; nothing was imported:\n{problem.format(self.name)}")
 
     # -- reporting -------------------------------------------------------------------------------
     def _dry_run_summary(self, books: dict, users: set[str], counts: dict) -> dict:

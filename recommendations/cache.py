@@ -156,7 +156,7 @@ def _user_keys(user) -> tuple[str, list[str]]:
 # unsaved objects through ``__init__``, lose loaded relations and take ten times as long.
 
 
-def _plain(field, value):
+def _plain(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if hasattr(value, "isoformat"):
@@ -172,7 +172,7 @@ def _pack(obj, paths: list[str]) -> list:
         cached = obj._state.fields_cache.get(head) if hasattr(obj._state, "fields_cache") else None
         if cached is not None:
             related[head] = _pack(cached, rest)
-    return [[_plain(f, f.value_from_object(obj)) for f in fields], related]
+    return [[_plain(f.value_from_object(obj)) for f in fields], related]
 
 
 def _unpack(model, packed: list):

@@ -12,7 +12,6 @@ import importlib.util
 import os
 from pathlib import Path
 
-from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import checks
@@ -20,7 +19,7 @@ from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationErro
 from django.db import DatabaseError, models, router, transaction
 from django.db.models.constants import LOOKUP_SEP
 
-from .conf import DEFAULTS, app_settings
+from .conf import DEFAULTS, app_settings, installed_model
 
 KINDS = ("category", "tags", "number", "year")
 SOURCE_KEYS = {"name", "model", "user", "item", "weight", "timestamp", "scale", "transform", "exclude", "filter"}
@@ -44,16 +43,6 @@ def _path_error(model, path: str, where: str, id_: str) -> checks.Error | None:
     except FieldDoesNotExist as exc:
         return _error(f"{where}: {model._meta.label} has no field path {path!r} ({exc}).", id_)
     return None
-
-
-def _model(label):
-    """The installed model named ``label`` ("app_label.Model"), or None."""
-    if not isinstance(label, str):
-        return None
-    try:
-        return apps.get_model(label)
-    except (LookupError, ValueError):
-        return None
 
 
 def _fields(model, path: str) -> list:
@@ -144,7 +133,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
     errors += _operation_errors()
 
     label = user.get("ITEM_MODEL")
-    item_model = _model(label)
+    item_model = installed_model(label)
     if item_model is None:
         errors.append(_error(f"RECOMMENDATIONS['ITEM_MODEL'] = {label!r} is not an installed model.", "E002", 'Use "app_label.ModelName".'))
         return errors
@@ -190,7 +179,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
         if source["name"] in names:
             errors.append(_error(f"{where}: the name {source['name']!r} is used twice.", "E003"))
         names.add(source["name"])
-        model = _model(source["model"])
+        model = installed_model(source["model"])
         if model is None:
             msg = f"{where}['model'] = {source['model']!r} is not an installed model."
             errors.append(_error(msg, "E003", 'Use "app_label.ModelName".'))
@@ -375,7 +364,7 @@ def check_live_run(app_configs=None, databases=None, **kwargs) -> list:
     from .models import TrainingRun
 
     user = getattr(settings, "RECOMMENDATIONS", None)
-    current = _model(user.get("ITEM_MODEL")) if isinstance(user, dict) else None
+    current = installed_model(user.get("ITEM_MODEL")) if isinstance(user, dict) else None
     if not databases or current is None:  # check_settings names a bad ITEM_MODEL
         return []
     errors = []

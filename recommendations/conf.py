@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -208,3 +209,14 @@ def item_model_label() -> str:
     if not label:
         raise ImproperlyConfigured('Set RECOMMENDATIONS["ITEM_MODEL"] to the items\' model, e.g. "bookstore.Book".')
     return label
+
+
+def installed_model(label):
+    """The installed model named ``label`` (``"app_label.Model"``), or None.  A bad label is
+    a check error (``recommendations.E002``, ``E003``), never a traceback at start-up."""
+    if not isinstance(label, str):
+        return None
+    try:
+        return apps.get_model(label)
+    except (LookupError, ValueError):
+        return None

@@ -638,7 +638,8 @@ def _live_from_arrays(arrays: dict) -> LiveModel:
 
 
 class _LiveModels:
-    """Loaded artifacts, kept in memory for the next rescores (two at most), by run and name.
+    """Loaded artifacts, kept in memory for the next rescores (two at most), by name (unique
+    to its run and database: ``storage.save_artifact``).
 
     A failed load is remembered for ``RETRY_SECONDS`` only, then tried again: a storage
     that was briefly unreachable must not disable rescoring for the life of the process.
@@ -648,12 +649,12 @@ class _LiveModels:
     SIZE = 2
 
     def __init__(self) -> None:
-        self._models: dict[tuple, LiveModel] = {}
-        self._failed: dict[tuple, float] = {}
+        self._models: dict[str, LiveModel] = {}
+        self._failed: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def __call__(self, run: TrainingRun) -> LiveModel | None:
-        key = (run.pk, run.artifact, run.created.isoformat() if run.created else "")
+        key = run.artifact
         with self._lock:
             if key in self._models:
                 return self._models[key]
@@ -719,7 +720,7 @@ def rescore_user(user_id) -> int:
     What the customer owns now (e.g. the books just bought) is left out, and new books reach
     them as they reach everyone.  Returns the number of rows written (0: nothing to do).
     """
-    run = TrainingRun.objects.live().only("pk", "artifact", "artifact_record", "decision", "created").first()
+    run = TrainingRun.objects.live().only("pk", "artifact", "artifact_record", "decision").first()
     if run is None or not run.artifact or run.decision == TrainingRun.Decision.POPULARITY:
         cache.user_changed(user_id)
         return 0

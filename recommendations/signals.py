@@ -25,13 +25,12 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from django.apps import apps
 from django.db import transaction
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal
 
-from .conf import app_settings
+from .conf import app_settings, installed_model
 
 logger = logging.getLogger(__name__)
 
@@ -102,24 +101,25 @@ def _on_item_change(sender, **kwargs) -> None:
 
 
 def _model(label):
-    """The model named ``label``, or None (logged) when it names none: the system checks
-    report the key, and a traceback here would stop every command, runserver's too."""
-    try:
-        return apps.get_model(label)
-    except (LookupError, ValueError, TypeError, AttributeError) as exc:
-        logger.warning("recommendations: %r is not an installed model (%s); run manage.py check.", label, exc)
-        return None
+    """The model named ``label``, or None (logged): the system checks report the key, and a
+    traceback here would stop every command, runserver's reloader too."""
+    model = installed_model(label)
+    if model is None:
+        logger.warning("recommendations: %r is not an installed model; run manage.py check.", label)
+    return model
 
 
 def connect() -> None:
+    """Connect what the settings name; whatever they name wrongly is left for the checks."""
     # An item saved (made unavailable, repriced) or deleted: cached boxes are re-read.
     item_model = _model(app_settings.ITEM_MODEL)
     if item_model is not None:
         post_save.connect(_on_item_change, sender=item_model, weak=False, dispatch_uid="recommendations-item-saved")
         post_delete.connect(_on_item_change, sender=item_model, weak=False, dispatch_uid="recommendations-item-deleted")
-    if not app_settings.RESCORE_ON_SAVE:
+    sources = app_settings.SOURCES
+    if not app_settings.RESCORE_ON_SAVE or not isinstance(sources, (list, tuple)):
         return
-    for source in app_settings.SOURCES:
+    for source in sources:
         if isinstance(source, dict) and source.get("exclude") and (model := _model(source.get("model"))) is not None:
             post_save.connect(
                 partial(_on_save, path=source.get("user", "")), sender=model, weak=False,

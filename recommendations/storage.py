@@ -18,7 +18,6 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, storages
 from django.db import OperationalError, connection, connections, reset_queries, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from .conf import app_settings
@@ -461,10 +460,6 @@ class PrivateStorage(FileSystemStorage):
         raise ValueError("model artifacts are private: they have no URL")
 
 
-def _storage():
-    return artifact_storage()
-
-
 def database_tag(alias: str = "default") -> str:
     """A folder name of its own for each database of the project: two databases (a staging
     copy, tests) never share, overwrite or prune each other's artifacts."""
@@ -499,7 +494,7 @@ def save_artifact(run: TrainingRun, arrays: dict[str, np.ndarray]) -> tuple[str,
     content = buffer.getvalue()
     record["bytes"], record["sha256"] = len(content), hashlib.sha256(content).hexdigest()
     name = f"{artifact_folder()}/run-{int(run.pk)}-{uuid.uuid4().hex[:12]}.npz"
-    return _storage().save(name, ContentFile(content)), record
+    return artifact_storage().save(name, ContentFile(content)), record
 
 
 def load_artifact(name: str, record: dict | None) -> dict[str, np.ndarray] | None:
@@ -518,7 +513,7 @@ def load_artifact(name: str, record: dict | None) -> dict[str, np.ndarray] | Non
                        "not loading it. The next retrain writes one that loads.", name)  # fmt: skip
         return None
     try:
-        storage = _storage()
+        storage = artifact_storage()
         size = storage.size(name)
         if size != record["bytes"]:
             raise ArtifactMismatch(f"{size} bytes where the run wrote {record['bytes']}")
@@ -561,7 +556,7 @@ def _read_checked(content: bytes, expected: dict) -> dict[str, np.ndarray]:
 def delete_artifact(name: str) -> None:
     if name:
         try:
-            _storage().delete(name)
+            artifact_storage().delete(name)
         except Exception as exc:
             logger.warning("Could not delete artifact %s: %s", name, exc)
 
@@ -572,8 +567,8 @@ def orphan_artifacts() -> list[str]:
     running and whose name no unpruned run holds."""
     folder = artifact_folder()
     try:
-        _, files = _storage().listdir(folder)
-    except (FileNotFoundError, NotImplementedError, OSError):
+        _, files = artifact_storage().listdir(folder)
+    except (NotImplementedError, OSError):  # no folder yet, or a storage that cannot list
         return []
     held = set(TrainingRun.objects.filter(pruned=False).exclude(artifact="").values_list("artifact", flat=True))
     busy = set(TrainingRun.objects.active().values_list("pk", flat=True))

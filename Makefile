@@ -45,7 +45,7 @@ quality: $(VENV)/.installed
 	$(PY) bench/quality.py --data $(QUALITY_DATA) --scorer $(QUALITY_SCORER) --out docs/QUALITY.md
 
 worker: $(VENV)/.installed
-	$(BIN)/celery -A bookstore worker --loglevel=INFO --concurrency=1
+	$(BIN)/celery -A bookstore worker -Q celery,training,scoring --loglevel=INFO --concurrency=1
 
 beat: $(VENV)/.installed
 	$(BIN)/celery -A bookstore beat --loglevel=INFO

@@ -352,7 +352,7 @@ class DemoStore:
         order = np.lexsort((priority, pair_user))
         rank = np.arange(pairs.size) - np.searchsorted(pair_user[order], pair_user[order])
         kept = np.sort(pairs[order][rank < target[pair_user[order]]])
-        keep_event = np.isin(ev_user * self.n_books + ev_book, kept)
+        keep_event = _in_sorted(ev_user * self.n_books + ev_book, kept)
         ev_user, book = ev_user[keep_event], ev_book[keep_event]
         n = ev_user.size
 
@@ -407,6 +407,14 @@ class DemoStore:
             buy_time=b_time,
             buy_order=b_order,
         )
+
+
+def _in_sorted(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``np.isin(values, keys)`` for sorted, distinct ``keys``, by binary search: np.isin
+    sorts or hashes both arrays again, a third of the time it took to generate a large store."""
+    if keys.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    return keys[np.minimum(np.searchsorted(keys, values), keys.size - 1)] == values
 
 
 def plural(noun: str) -> str:

@@ -192,7 +192,10 @@ CELERY_RESULT_BACKEND = REDIS_URL or None
 # app logs this once at start-up.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery")
+# A worker consumes the default queue and the retrain's two (make worker: -Q celery,training,scoring);
+# CELERY_QUEUE=name renames all three (name, name.training, name.scoring), e.g. for a test's own worker.
+CELERY_QUEUE = os.environ.get("CELERY_QUEUE", "")
+CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUE or "celery"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -293,4 +296,5 @@ RECOMMENDATIONS = {
     "TASKS": "celery" if REDIS_URL else "thread",
     # Model artifacts: a private directory, never MEDIA_ROOT (default: BASE_DIR/var/recommendations).
     "ARTIFACT_ROOT": os.environ.get("RECOMMENDATIONS_ARTIFACT_ROOT") or None,
+    "QUEUES": {kind: f"{CELERY_QUEUE}.{kind}" if CELERY_QUEUE else kind for kind in ("training", "scoring")},
 }

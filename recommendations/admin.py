@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from . import services
 from .charts import metrics_chart
 from .conf import app_settings
-from .models import PopularItem, Recommendation, SimilarItem, TrainingRun
+from .models import PopularItem, Recommendation, ScoringShard, SimilarItem, TrainingRun
 
 STATUS_COLOURS = {
     "succeeded": "#2a9d8f",
@@ -84,6 +84,29 @@ class LiveRunFilter(LiveFilter):
     field = "run__is_live"
 
 
+class ScoringShardInline(admin.TabularInline):
+    """A run's scoring shards: which worker took each, how often, how long, and any error."""
+
+    model = ScoringShard
+    fields = ("number", "customers", "status", "attempts", "worker", "started", "finished", "rows", "seconds_short",
+              "error")  # fmt: skip
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = _("scoring shards")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("seconds"))
+    def seconds_short(self, obj: ScoringShard) -> str:
+        return ", ".join(f"{name} {float(value):.2f}" for name, value in (obj.seconds or {}).items()) or "–"
+
+
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
     # Narrow enough for a 1366 px screen with both sidebars open: the live flag rides in the
@@ -93,6 +116,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_filter = ("status", LiveFilter, "trigger")
     date_hierarchy = "created"
     actions = ["retrain_now"]
+    inlines = [ScoringShardInline]
     change_list_template = "admin/recommendations/trainingrun/change_list.html"
     fieldsets = (
         (None, {"fields": ("status", "stage", "progress", "is_live", "decision", "error")}),

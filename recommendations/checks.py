@@ -350,6 +350,25 @@ def _operation_errors() -> list:
     if not _positive_number(timeout):
         msg = f"RECOMMENDATIONS['PUBLISH_TIMEOUT'] = {timeout!r} must be a positive number of seconds."
         errors.append(_error(msg, "E015"))
+    return errors + _scaling_errors()
+
+
+def _scaling_errors() -> list:
+    errors = []
+    queues = app_settings.QUEUES
+    unknown = sorted(set(queues) - {"training", "scoring"}) if isinstance(queues, dict) else []
+    bad = [k for k, v in queues.items() if v is not None and (not isinstance(v, str) or not v.strip())] if isinstance(queues, dict) else []
+    if not isinstance(queues, dict) or unknown or bad:
+        errors.append(_error(
+            f"RECOMMENDATIONS['QUEUES'] = {queues!r} must map 'training' and 'scoring' to Celery queue names.",
+            "E016", "None for a kind sends its tasks to the default queue (task_default_queue).",
+        ))  # fmt: skip
+    for key in ("SHARD_SIZE", "SHARD_ATTEMPTS"):
+        if not _positive_int(getattr(app_settings, key)):
+            errors.append(_error(f"RECOMMENDATIONS[{key!r}] = {getattr(app_settings, key)!r} must be a positive integer.", "E016"))
+    threads = app_settings.SHARD_THREADS
+    if threads is not None and not _positive_int(threads):
+        errors.append(_error(f"RECOMMENDATIONS['SHARD_THREADS'] = {threads!r} must be None or a positive integer.", "E016"))
     return errors
 
 

@@ -154,9 +154,21 @@ DEFAULTS: dict[str, Any] = {
     "TASK_SOFT_TIME_LIMIT": 3 * 3600,  # the retrain stops and is marked timed out
     "TASK_TIME_LIMIT": 3 * 3600 + 600,  # the worker process is killed
     "RESCORE_ON_SAVE": True,  # saving a row of an "exclude" source rescores that customer
+    # Scaling out ---------------------------------------------------------------------------
+    # The Celery queues of a retrain's tasks: one "training" task (extract, build, fit: one
+    # process with LightFM's threads), then "scoring" shards (any number of workers, on any
+    # machines sharing the database and ARTIFACT_STORAGE) and the publishing task.  A
+    # worker consumes them with ``-Q celery,training,scoring``.
+    "QUEUES": {"training": "training", "scoring": "scoring"},
+    "SHARD_SIZE": 50_000,  # customers per scoring shard
+    "SHARD_ATTEMPTS": 3,  # deliveries of a shard (a lost worker, an error) before its run fails
+    # Threads a scoring shard uses in a Celery worker: one per process scales with the number
+    # of worker processes (--concurrency); None: every core.  Retrains run in this process
+    # (no broker, --sync) score with every core.
+    "SHARD_THREADS": 1,
 }
 
-NESTED = ("LIGHTFM", "ALS", "EVALUATION", "SEARCH", "NEW_ITEMS")
+NESTED = ("LIGHTFM", "ALS", "EVALUATION", "SEARCH", "NEW_ITEMS", "QUEUES")
 IMPORT_STRINGS = ("SOURCE_CLASS",)
 
 

@@ -67,12 +67,12 @@ def mode() -> str:
     return "thread"
 
 
-def send(task, args: list, *, back_off: bool = True) -> str:
+def send(task, args: list, *, back_off: bool = True, queue: str | None = None) -> str:
     """Run or queue ``task`` with ``args`` as the mode says; return its task id.
 
     Raises :class:`BrokerUnreachable` in ``"celery"`` mode when the broker did not take it
     within ``PUBLISH_TIMEOUT`` seconds, or (``back_off``) failed moments ago.  Never raises
-    for a task run in a thread.
+    for a task run in a thread.  ``queue``: the Celery queue (None: the default queue).
     """
     how = mode()
     if how == "inline":
@@ -81,10 +81,10 @@ def send(task, args: list, *, back_off: bool = True) -> str:
         return _Runner.get().submit(task, args)
     if current_app.conf.task_always_eager:
         return task.apply_async(args=args).id
-    return _publish(task, args, back_off)
+    return _publish(task, args, back_off, queue or None)
 
 
-def _publish(task, args: list, back_off: bool) -> str:
+def _publish(task, args: list, back_off: bool, queue: str | None) -> str:
     global _down_until, _down_reason
     now = time.monotonic()
     if back_off and now < _down_until:
@@ -98,7 +98,7 @@ def _publish(task, args: list, back_off: bool) -> str:
             # ignore_result: nothing waits for these results, and a result backend that is
             # down would add its own reconnection attempts to the publish.
             outcome["id"] = task.apply_async(
-                args=args, ignore_result=True, retry=True,
+                args=args, ignore_result=True, retry=True, **({"queue": queue} if queue else {}),
                 retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
             ).id  # fmt: skip
         except Exception as exc:

@@ -189,3 +189,42 @@ class SimilarItem(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.rank} {self.similar_id} like {self.item_id}"
+
+
+class ScoringShard(models.Model):
+    """One slice of a run's customers, scored and written by a ``scoring`` task.
+
+    The training task saves each shard's inputs (its customers' rows, what they own, their
+    metadata profiles) as an artifact and creates these rows; a shard's rows and its
+    ``done`` status are committed in one transaction, so a worker lost mid-shard leaves
+    nothing behind, and a second delivery of a finished shard does nothing.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed")
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="shards")
+    number = models.PositiveIntegerField(_("shard"))
+    customers = models.PositiveIntegerField(_("customers"))
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    worker = models.CharField(_("worker"), max_length=200, blank=True)
+    started = models.DateTimeField(_("started"), null=True, blank=True)
+    finished = models.DateTimeField(_("finished"), null=True, blank=True)
+    rows = models.PositiveIntegerField(_("rows written"), default=0)
+    seconds = models.JSONField(_("seconds per stage"), default=dict, blank=True)
+    artifact = models.CharField(_("inputs"), max_length=255, blank=True)
+    artifact_record = models.JSONField(default=dict, blank=True, editable=False)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        ordering = ["run_id", "number"]  # not "run": that would join (and lock) the run's row
+        verbose_name = _("scoring shard")
+        verbose_name_plural = _("scoring shards")
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="shard_run_number")]
+
+    def __str__(self) -> str:
+        return f"Shard {self.number} of run #{self.run_id} ({self.get_status_display()})"

@@ -42,7 +42,7 @@ from .ml.pipeline import (
 )
 from .ml.scoring import popularity, similar_items, top_popular
 from .ml.train import Hyper
-from .models import ListKind, Recommendation, TrainingRun
+from .models import ListKind, Recommendation, ScoringShard, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def request_retrain(*, trigger: str, user=None, evaluate: bool | None = None) ->
 
     def send():
         try:
-            task_id = dispatch.send(tasks.retrain, [run.pk, evaluate], back_off=False)
+            task_id = dispatch.send(tasks.retrain, [run.pk, evaluate], back_off=False, queue=app_settings.QUEUES.get("training"))
         except Exception as exc:  # BrokerUnreachable, kombu.OperationalError, OSError: all "unreachable"
             detail = str(exc) if isinstance(exc, dispatch.BrokerUnreachable) else f"{type(exc).__name__}: {exc}"
             reason = f"The task broker is unreachable, so the retrain could not be queued ({detail})."
@@ -217,7 +217,7 @@ def _send_quietly(send) -> None:
         pass  # already logged and recorded on the run
 
 
-def run_queued(run_id: int, *, task_id: str = "", evaluate: bool | None = None) -> TrainingRun | None:
+def run_queued(run_id: int, *, task_id: str = "", evaluate: bool | None = None, fan_out: bool = False) -> TrainingRun | None:
     """Claim a queued run and run it; ``None`` if it was not queued (a duplicate delivery).
 
     The claim is one conditional UPDATE, so of two deliveries of the same task (Redis
@@ -233,7 +233,7 @@ def run_queued(run_id: int, *, task_id: str = "", evaluate: bool | None = None) 
             raise TrainingRun.DoesNotExist(f"Run #{run_id} does not exist (yet?)")
         return None
     run = TrainingRun.objects.get(pk=run_id)
-    return retrain(run=run, evaluate=evaluate)
+    return retrain(run=run, evaluate=evaluate, fan_out=fan_out)
 
 
 def mark_stale_runs() -> list[int]:
@@ -253,17 +253,25 @@ def mark_stale_runs() -> list[int]:
         status=TrainingRun.Status.RUNNING,
         started__lt=now - dt.timedelta(seconds=app_settings.TASK_TIME_LIMIT + app_settings.STALE_AFTER_SECONDS),
     )
+    scoring = app_settings.QUEUES.get("scoring") or "the default queue"
     for qs, reason in (
-        (stale_running, "The retrain stopped sending signs of life (its worker was killed or ran out of memory)."),
+        (stale_running.filter(stage="shards"),
+         f"The scoring shards stopped sending signs of life: no worker took them from the {scoring!r} queue "
+         f"(start one with -Q {scoring}), or their workers were lost."),
+        (stale_running.exclude(stage="shards"),
+         "The retrain stopped sending signs of life (its worker was killed or ran out of memory)."),
         (overdue, "The retrain ran past its time limit without finishing (a hung process?)."),
-        (stale_queued, "No worker picked up the queued retrain."),
+        (stale_queued, "No worker picked up the queued retrain (is a worker consuming the "
+                       f"{app_settings.QUEUES.get('training') or 'default'!r} queue?)."),
     ):
         for pk in list(qs.values_list("pk", flat=True)):
             # Conditional: a run that finished meanwhile is left alone.
             if qs.filter(pk=pk).update(status=TrainingRun.Status.FAILED, error=reason, active=None, finished=now):
                 logger.warning("Run #%s marked failed: %s", pk, reason)
                 ids.append(pk)
-                signals.send_after_commit(signals.run_failed, TrainingRun.objects.get(pk=pk), error=reason)
+                run = TrainingRun.objects.get(pk=pk)
+                _discard(run)
+                signals.send_after_commit(signals.run_failed, run, error=reason)
     return ids
 
 
@@ -300,12 +308,20 @@ class Heartbeat:
             connection.close()
 
 
-def retrain(*, run: TrainingRun | None = None, evaluate: bool | None = None, trigger: str = "sync", user=None) -> TrainingRun:
+def retrain(
+    *, run: TrainingRun | None = None, evaluate: bool | None = None, trigger: str = "sync", user=None,
+    fan_out: bool = False,
+) -> TrainingRun:  # fmt: skip
     """Train, score and publish a new run; return it (check ``run.status``).
 
     Never raises for a failed run: the error is on the run, and the previous live run
     stays live.  ``evaluate=False`` skips the holdout and trains the first candidate.
     Raises :class:`AlreadyRunning` when another run is in flight (and ``run`` is None).
+
+    ``fan_out``: after training, the customers' lists are scored by ``scoring`` tasks on
+    any number of Celery workers (:func:`fan_out_shards`), and this returns the run still
+    running; the last step (:func:`publish_run`) makes it live.  Otherwise every shard is
+    scored here, one after another, with every core.
     """
     if run is None:
         run = start_run(trigger=trigger, user=user, status=TrainingRun.Status.RUNNING)
@@ -314,105 +330,362 @@ def retrain(*, run: TrainingRun | None = None, evaluate: bool | None = None, tri
     run.status, run.started, run.heartbeat, run.error = TrainingRun.Status.RUNNING, run.started or now, now, ""
     run.save(update_fields=["status", "started", "heartbeat", "error", "worker"])
     with Heartbeat(run.pk):
-        return _retrain(run, evaluate)
+        return _retrain(run, evaluate, fan_out)
 
 
-def _retrain(run: TrainingRun, evaluate: bool | None) -> TrainingRun:
+def _retrain(run: TrainingRun, evaluate: bool | None, fan_out: bool) -> TrainingRun:
     rec = _Recorder(run)
-    artifact = ""
     try:
-        with rec.stage("extract"):
-            extracted = sources.extract()
-        run.counts = extracted.counts()
-        latest = extracted.latest
-        run.data_until = dt.datetime.fromtimestamp(latest, tz=dt.UTC) if latest is not None else None
-        with rec.stage("build"):
-            data = sources.build(extracted)
-            exclude = sources.exclusions(data, extracted)
-        n_pairs = sum(int(s.user.size) for s in data.sources)
-        if n_pairs == 0 or data.n_users == 0:
-            raise NotEnoughData("Not enough data: there are no interactions to learn from yet.")
-        if data.n_items < 2 or not data.allowed.any():
-            raise NotEnoughData("Not enough data: at least two items, one of them recommendable, are needed.")
-
-        result = train(data, train_settings(evaluate), progress=rec.progress)
-        for name, seconds in result.seconds.items():
-            rec.seconds[name] = round(seconds, 4)
-        run.decision = result.decision
-        run.metrics = result.metrics
-        run.params = _params(result, data)
-        run.counts.update(users=data.n_users, interactions=len(result.interactions), items_allowed=int(data.allowed.sum()))
-
-        with rec.stage("score"):
-            lists, how = _score(data, result, exclude, rec)
-        run.metrics.setdefault("new_items", {})["mode"] = how
-        with rec.stage("artifact"):
-            artifact, run.artifact_record = storage.save_artifact(run, _artifact(data, result, how))
-        with rec.stage("store"):
-            _store_and_publish(run, data, lists, artifact, rec)
-        # The store stage's own seconds are known only now that it is over (the run went
-        # live inside it): one more UPDATE of that column alone.
-        run.stage_seconds = rec.seconds
-        TrainingRun.objects.filter(pk=run.pk).update(stage_seconds=rec.seconds)
+        shards = _train(run, evaluate, rec)
+        if shards and fan_out:
+            fan_out_shards(run, shards)
+            return run
+        for number in range(shards):
+            _score_shard(run, number, threads=None)
+        _publish(run, rec)
     except NotEnoughData as exc:
-        _fail(run, rec, TrainingRun.Status.NOT_ENOUGH_DATA, str(exc), artifact)
+        _fail(run, rec, TrainingRun.Status.NOT_ENOUGH_DATA, str(exc))
         return run
-    except DataError as exc:
-        _fail(run, rec, TrainingRun.Status.FAILED, str(exc), artifact)
+    except (DataError, ShardFailed) as exc:
+        _fail(run, rec, TrainingRun.Status.FAILED, str(exc))
         return run
     except Exception as exc:
         if type(exc).__name__ == "SoftTimeLimitExceeded":
-            _fail(run, rec, TrainingRun.Status.TIMED_OUT, "The retrain hit its time limit and was stopped.", artifact)
+            _fail(run, rec, TrainingRun.Status.TIMED_OUT, "The retrain hit its time limit and was stopped.")
             raise
         logger.exception("Run #%s failed", run.pk)
-        _fail(run, rec, TrainingRun.Status.FAILED, f"{type(exc).__name__}: {exc}", artifact)
+        _fail(run, rec, TrainingRun.Status.FAILED, f"{type(exc).__name__}: {exc}")
         return run
-    # The run is live: what follows is housekeeping, and must never undo that.
-    logger.info("Run #%s is live: %s", run.pk, json.dumps(run.metrics.get("model") or {}))
-    try:
-        storage.prune()
-    except Exception:
-        logger.exception("Pruning old runs after run #%s failed; they will be pruned next time", run.pk)
+    _after_live(run)
     return run
 
 
-RUN_FIELDS = ["status", "stage", "progress", "finished", "artifact", "artifact_record", "stage_seconds", "active",
-              "decision", "metrics", "params", "counts", "data_until"]  # fmt: skip
+def _train(run: TrainingRun, evaluate: bool | None, rec: _Recorder) -> int:
+    """Extract, build, train; score and write the lists shared by everyone (similar items,
+    popular lists); save the model and each shard's inputs.  Returns the number of shards
+    of customers to score (0: no personal lists, the popularity decision)."""
+    with rec.stage("extract"):
+        extracted = sources.extract()
+    run.counts = extracted.counts()
+    latest = extracted.latest
+    run.data_until = dt.datetime.fromtimestamp(latest, tz=dt.UTC) if latest is not None else None
+    with rec.stage("build"):
+        data = sources.build(extracted)
+        exclude = sources.exclusions(data, extracted)
+    n_pairs = sum(int(s.user.size) for s in data.sources)
+    if n_pairs == 0 or data.n_users == 0:
+        raise NotEnoughData("Not enough data: there are no interactions to learn from yet.")
+    if data.n_items < 2 or not data.allowed.any():
+        raise NotEnoughData("Not enough data: at least two items, one of them recommendable, are needed.")
+
+    result = train(data, train_settings(evaluate), progress=rec.progress)
+    for name, seconds in result.seconds.items():
+        rec.seconds[name] = round(seconds, 4)
+    run.decision = result.decision
+    run.metrics = result.metrics
+    run.params = _params(result, data)
+    run.counts.update(users=data.n_users, interactions=len(result.interactions), items_allowed=int(data.allowed.sum()))
+
+    with rec.stage("score"):
+        lists, how = _score(data, result, rec)
+    run.metrics.setdefault("new_items", {})["mode"] = how
+    personal = result.decision != TrainingRun.Decision.POPULARITY
+    with rec.stage("artifact"):
+        run.artifact, run.artifact_record = storage.save_artifact(run, _artifact(data, result, how))
+        shards = _save_shard_inputs(run, data, result, exclude) if personal else []
+    with rec.stage("store"):
+        writer = storage.RunRows(run)
+        writer.prepare()
+        with transaction.atomic():
+            run.counts.update(_store_shared(run, data, lists, writer))
+            ScoringShard.objects.bulk_create(shards)
+    run.counts.update(recommendations=0, shards=len(shards))
+    run.stage, run.progress, run.stage_seconds = "shards", 0.0, rec.seconds
+    run.save(update_fields=TRAIN_FIELDS)
+    return len(shards)
 
 
-def _store_and_publish(run: TrainingRun, data, lists: dict, artifact: str, rec: _Recorder) -> None:
-    """Write the run's rows and switch it live in one transaction.
-
-    Users and items deleted since extraction are left out first; if one is deleted in the
-    instant between that check and the commit, the foreign keys refuse the commit, and
-    the whole write is tried once more.
-    """
-    for attempt in (1, 2):
-        try:
-            with transaction.atomic():
-                writer = storage.RunRows(run)
-                counts = _store(run, data, lists, writer)
-                run.counts.update(counts)
-                storage.publish(run)
-                writer.attach()
-                run.status, run.stage, run.progress, run.finished, run.artifact = (
-                    TrainingRun.Status.SUCCEEDED, "done", 1.0, timezone.now(), artifact,
-                )  # fmt: skip
-                run.stage_seconds, run.active = rec.seconds, None
-                run.save(update_fields=RUN_FIELDS)
-                transaction.on_commit(lambda: cache.published(cache.generation(run.pk, run.created)))
-                signals.send_after_commit(signals.run_live, run)
-            return
-        except IntegrityError:
-            if attempt == 2:
-                raise
-            logger.warning("Run #%s: a user or item vanished while writing; writing again", run.pk)
+TRAIN_FIELDS = ["stage", "progress", "artifact", "artifact_record", "stage_seconds", "decision", "metrics", "params",
+                "counts", "data_until"]  # fmt: skip
+RUN_FIELDS = [*TRAIN_FIELDS, "status", "finished", "active"]
 
 
-def _fail(run: TrainingRun, rec: _Recorder, status: str, message: str, artifact: str) -> None:
-    logger.warning("Run #%s %s: %s", run.pk, status, message)
-    storage.delete_artifact(artifact)
+def _csr(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    matrix = sp.csr_matrix(matrix)
+    return {f"{prefix}_data": matrix.data.astype(np.float32), f"{prefix}_indices": matrix.indices.astype(np.int64),
+            f"{prefix}_indptr": matrix.indptr.astype(np.int64), f"{prefix}_shape": np.asarray(matrix.shape, np.int64)}  # fmt: skip
+
+
+def _from_csr(arrays: dict, prefix: str, shape: tuple[int, int]) -> sp.csr_matrix | None:
+    if f"{prefix}_data" not in arrays:
+        return None
+    if tuple(int(x) for x in arrays[f"{prefix}_shape"]) != shape:
+        raise ShardFailed(f"the shard's {prefix} matrix is {tuple(arrays[f'{prefix}_shape'])}, not {shape}")
+    matrix = sp.csr_matrix((arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]), shape=shape)
+    matrix.check_format(full_check=True)
+    return matrix
+
+
+def _save_shard_inputs(run: TrainingRun, data, result: TrainResult, exclude: sp.csr_matrix) -> list[ScoringShard]:
+    """Cut the customers into ranges of ``SHARD_SIZE`` and save each range's inputs (its
+    customers' rows, what they own, their metadata profiles) beside the model: a scoring
+    task loads the model and its own range's inputs, never everyone's."""
+    ni = result.new_items
+    profiles = ni.profiles if ni is not None else None
+    size = max(1, int(app_settings.SHARD_SIZE))
+    shards = []
+    for number, start in enumerate(range(0, data.n_users, size)):
+        stop = min(start + size, data.n_users)
+        arrays = {"user_rows": np.arange(start, stop, dtype=np.int64), **_csr("exclude", exclude[start:stop])}
+        if profiles is not None:
+            arrays.update(_csr("profiles", profiles[start:stop]))
+        name, record = storage.save_artifact(run, arrays)
+        shards.append(ScoringShard(run=run, number=number, customers=stop - start, artifact=name, artifact_record=record))
+    return shards
+
+
+def fan_out_shards(run: TrainingRun, shards: int) -> None:
+    """The scoring tasks as a Celery chord: a group of shards on the ``scoring`` queue, whose
+    callback publishes the run once every shard is in."""
+    from celery import chord, group
+
+    from . import tasks
+
+    queue = app_settings.QUEUES.get("scoring") or None
+    header = group(tasks.score_shard.si(run.pk, number).set(queue=queue) for number in range(shards))
+    chord(header)(tasks.publish_run.si(run.pk).set(queue=queue))
+    logger.info("Run #%s: %s scoring shards sent to queue %r", run.pk, shards, queue or "default")
+
+
+def can_fan_out() -> bool:
+    """Whether shards can go to Celery workers: tasks go through a real broker, and a
+    result backend is there for the chord to count them."""
+    from celery import current_app
+    from celery.backends.base import DisabledBackend
+
+    if dispatch.mode() != "celery" or current_app.conf.task_always_eager:
+        return False
+    if isinstance(current_app.backend, DisabledBackend):
+        logger.warning("Celery has no result backend (CELERY_RESULT_BACKEND), which a chord needs: the "
+                       "customers' lists are scored in the training task instead of on scoring workers.")  # fmt: skip
+        return False
+    return True
+
+
+class ShardFailed(Exception):
+    """A shard cannot be scored (its inputs do not load, it was lost too often): the run fails."""
+
+
+def _claim_shard(run_id: int, number: int) -> ScoringShard | None:
+    """Mark the shard running for this process; None when there is nothing to do (the run
+    is over, or another delivery finished the shard).  Raises :class:`ShardFailed` when the
+    shard has used up its ``SHARD_ATTEMPTS``."""
+    with transaction.atomic():
+        shard = ScoringShard.objects.select_for_update(of=("self",)).filter(run_id=run_id, number=number).first()
+        if shard is None or shard.status == ScoringShard.Status.DONE:
+            return None
+        run = TrainingRun.objects.filter(pk=run_id).only("pk", "status", "artifact", "artifact_record", "stage").first()
+        if run is None or run.status != TrainingRun.Status.RUNNING:
+            return None
+        if shard.attempts >= app_settings.SHARD_ATTEMPTS:
+            last = f" The last error: {shard.error}" if shard.error else " (its worker was lost each time?)"
+            raise ShardFailed(f"Shard {number} was started {shard.attempts} times without finishing.{last}")
+        shard.attempts += 1
+        shard.status, shard.started = ScoringShard.Status.RUNNING, timezone.now()
+        shard.worker = f"{socket.gethostname()} pid {os.getpid()}"
+        shard.save(update_fields=["attempts", "status", "started", "worker"])
+    shard.run = run
+    return shard
+
+
+def score_shard(run_id: int, number: int, *, threads: int | None = None) -> int | None:
+    """Score and write shard ``number`` of run ``run_id`` (a ``scoring`` task); return the
+    rows written, or None when there was nothing to do.  Raises when the shard failed: the
+    task tries it again, and fails the run (:func:`fail_run`) when attempts run out."""
+    shard = _claim_shard(run_id, number)
+    if shard is None:
+        return None
+    with Heartbeat(run_id):
+        return _score_claimed(shard, threads)
+
+
+def _score_shard(run: TrainingRun, number: int, threads: int | None) -> None:
+    """A shard scored in the training process (no workers to fan out to)."""
+    shard = _claim_shard(run.pk, number)
+    if shard is not None:
+        _score_claimed(shard, threads)
+
+
+def _score_claimed(shard: ScoringShard, threads: int | None) -> int | None:
+    from django.contrib.auth import get_user_model
+
+    run, seconds = shard.run, {}
+    started = time.perf_counter()
+    model = _live_model(run)
+    inputs = storage.load_artifact(shard.artifact, shard.artifact_record)
+    if model is None or inputs is None:
+        raise ShardFailed(f"Shard {shard.number}: the run's model or the shard's inputs do not load (see the log).")
+    rows = np.asarray(inputs["user_rows"], np.int64)
+    if rows.size != shard.customers or (rows.size and (rows.min() < 0 or rows.max() >= len(model.users))):
+        raise ShardFailed(f"Shard {shard.number}: its customers do not fit the run's model.")
+    exclude = _from_csr(inputs, "exclude", (rows.size, len(model.items)))
+    profiles = None
+    if model.tower is not None:
+        profiles = _from_csr(inputs, "profiles", (rows.size, model.tower.items.shape[1]))
+    seconds["load"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    k = app_settings.LIST_SIZE
+    item_rows = np.full((rows.size, k), -1, dtype=np.int64)
+    scores = np.zeros((rows.size, k), dtype=np.float32)
+    for part, items, values in serving.personal_lists(
+        model.user_vectors[rows], model.user_biases[rows], model.item_vectors, model.item_biases,
+        k=k, allowed=model.allowed, new_rows=model.new_rows, how=model.how, exclude=exclude,
+        tower=model.tower, profiles=profiles, calibration=model.calibration,
+        batch=app_settings.SCORE_BATCH, threads=threads,
+    ):  # fmt: skip
+        item_rows[part, : items.shape[1]] = items
+        scores[part, : values.shape[1]] = values
+    seconds["score"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    user_keys = model.users.keys[rows]
+    # Customers and books deleted since the extraction are left out.
+    user_ok = storage.existing(get_user_model(), user_keys)
+    item_ok = storage.existing(sources.item_model(), model.items.keys)
+    valid = (item_rows >= 0) & item_ok[np.maximum(item_rows, 0)] & user_ok[:, None]
+    item_keys = model.items.key(np.maximum(item_rows, 0))
+    with transaction.atomic():
+        # The rows and the shard's "done" commit together: a worker lost before the commit
+        # leaves nothing, and of two deliveries of one shard the second finds it done.
+        locked = ScoringShard.objects.select_for_update().get(pk=shard.pk)
+        if locked.status == ScoringShard.Status.DONE:
+            return None
+        written = storage.store_personal(run, user_keys, item_keys, scores, valid, storage.RunRows(run), user_rows=rows)
+        seconds["store"] = time.perf_counter() - started
+        ScoringShard.objects.filter(pk=shard.pk).update(
+            status=ScoringShard.Status.DONE, rows=written, finished=timezone.now(), error="",
+            seconds={name: round(value, 4) for name, value in seconds.items()},
+        )  # fmt: skip
+        shards = ScoringShard.objects.filter(run_id=run.pk)
+        done = shards.filter(status=ScoringShard.Status.DONE).count()
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING, stage="shards").update(
+            progress=done / max(shards.count(), 1), heartbeat=timezone.now()
+        )
+    return written
+
+
+def shard_failed(run_id: int, number: int, error: str) -> bool:
+    """Record a shard's error; True when it has no attempts left (the run then fails)."""
+    ScoringShard.objects.filter(run_id=run_id, number=number).exclude(status=ScoringShard.Status.DONE).update(
+        status=ScoringShard.Status.FAILED, error=error[:2000]
+    )
+    attempts = ScoringShard.objects.filter(run_id=run_id, number=number).values_list("attempts", flat=True).first()
+    if attempts is None or attempts >= app_settings.SHARD_ATTEMPTS:
+        fail_run(run_id, f"Shard {number} failed {attempts or 0} times; the last error: {error}")
+        return True
+    return False
+
+
+def fail_run(run_id: int, message: str, status: str = TrainingRun.Status.FAILED) -> bool:
+    """Fail a running run from another process than its training's (a shard, the publisher).
+    Conditional: a run that went live or failed meanwhile is left as it is."""
+    if not TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
+        status=status, error=message, finished=timezone.now(), active=None, is_live=None
+    ):
+        return False
+    run = TrainingRun.objects.get(pk=run_id)
+    logger.warning("Run #%s %s: %s", run_id, status, message)
+    _discard(run)
+    signals.send_after_commit(signals.run_failed, run, error=message)
+    return True
+
+
+def _discard(run: TrainingRun) -> None:
+    """Delete what a run that did not go live wrote: its rows, its model and shard inputs."""
+    storage.delete_artifact(run.artifact)
+    for name in ScoringShard.objects.filter(run_id=run.pk).exclude(artifact="").values_list("artifact", flat=True):
+        storage.delete_artifact(name)
+    ScoringShard.objects.filter(run_id=run.pk).update(artifact="", artifact_record={})
     storage.discard_rows(run)
+    TrainingRun.objects.filter(pk=run.pk).update(artifact="", artifact_record={})
+
+
+def publish_run(run_id: int) -> str:
+    """The chord's callback: once every shard is in, write the last pieces and switch the
+    run live in one transaction.  Returns "live", "pending" (a shard is not done yet: the
+    task asks again shortly) or "over" (the run failed, or another delivery published it)."""
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None or run.status != TrainingRun.Status.RUNNING:
+        return "over"
+    if run.shards.exclude(status=ScoringShard.Status.DONE).exists():
+        return "pending"
+    # One publisher: the stage moves on once, conditionally.
+    if not TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING, stage="shards").update(
+        stage="publish", progress=1.0, heartbeat=timezone.now()
+    ):
+        return "over"
+    run.refresh_from_db()
+    rec = _Recorder(run)
+    rec.seconds = dict(run.stage_seconds)
+    try:
+        with Heartbeat(run.pk):
+            _publish(run, rec)
+    except Exception as exc:
+        logger.exception("Run #%s failed while publishing", run.pk)
+        fail_run(run.pk, f"{type(exc).__name__}: {exc}")
+        return "over"
+    _after_live(run)
+    return "live"
+
+
+def _publish(run: TrainingRun, rec: _Recorder) -> None:
+    """Index the run's rows and switch it live in one transaction (the previous run serves
+    until the commit)."""
+    shards = list(run.shards.all())
+    for shard in shards:
+        for name in ("load", "score", "store"):
+            if name in shard.seconds:
+                stage = "artifact" if name == "load" else name
+                rec.seconds[stage] = round(rec.seconds.get(stage, 0.0) + float(shard.seconds[name]), 4)
+    if shards and all(s.started and s.finished for s in shards):
+        # Wall-clock seconds from the first shard's start to the last one's end: what more
+        # scoring workers shorten.
+        rec.seconds["shards"] = round((max(s.finished for s in shards) - min(s.started for s in shards)).total_seconds(), 4)
+    with rec.stage("store"):
+        writer = storage.RunRows(run)
+        writer.finish()
+        with transaction.atomic():
+            storage.publish(run)
+            writer.attach()
+            run.counts["recommendations"] = sum(s.rows for s in shards)
+            run.status, run.stage, run.progress, run.finished = TrainingRun.Status.SUCCEEDED, "done", 1.0, timezone.now()
+            run.stage_seconds, run.active = rec.seconds, None
+            run.save(update_fields=RUN_FIELDS)
+            generation = cache.generation(run.pk, run.created)
+            transaction.on_commit(lambda: cache.published(generation))
+            signals.send_after_commit(signals.run_live, run)
+    # The store stage's own seconds are known only now that it is over (the run went live
+    # inside it): one more UPDATE of that column alone.
+    run.stage_seconds = rec.seconds
+    TrainingRun.objects.filter(pk=run.pk).update(stage_seconds=rec.seconds)
+
+
+def _after_live(run: TrainingRun) -> None:
+    """Housekeeping once a run is live, which must never undo that."""
+    logger.info("Run #%s is live: %s", run.pk, json.dumps(run.metrics.get("model") or {}))
+    try:
+        for name in ScoringShard.objects.filter(run_id=run.pk).exclude(artifact="").values_list("artifact", flat=True):
+            storage.delete_artifact(name)  # a shard's inputs are needed only while it is scored
+        ScoringShard.objects.filter(run_id=run.pk).update(artifact="", artifact_record={})
+        storage.prune()
+    except Exception:
+        logger.exception("Pruning old runs after run #%s failed; they will be pruned next time", run.pk)
+
+
+def _fail(run: TrainingRun, rec: _Recorder, status: str, message: str) -> None:
+    logger.warning("Run #%s %s: %s", run.pk, status, message)
+    _discard(run)
     run.status, run.error, run.finished = status, message, timezone.now()
     run.stage_seconds, run.is_live, run.artifact, run.artifact_record, run.active = rec.seconds, None, "", {}, None
     run.save(update_fields=["status", "error", "finished", "stage_seconds", "is_live", "artifact", "artifact_record",
@@ -461,26 +734,14 @@ def _represents_new(result: TrainResult) -> bool:
     return result.config.family == "lightfm" and result.config.item_metadata
 
 
-def _score(data, result: TrainResult, exclude, rec: _Recorder) -> tuple[dict, str]:
+def _score(data, result: TrainResult, rec: _Recorder) -> tuple[dict, str]:
+    """The lists shared by everyone: similar items and popular lists (the customers' own
+    lists are scored in shards, :func:`score_shard`); and how new books are served."""
     f, ni = result.factors, result.new_items
     new_rows = ni.new if ni is not None else np.empty(0, np.int64)
     calibration = ni.calibration if ni is not None else None
     how = serving.mode(new_rows, calibration, _represents_new(result), ni.max_share if ni else 0.0)
     lists: dict = {}
-    if result.decision != TrainingRun.Decision.POPULARITY:
-        k = app_settings.LIST_SIZE
-        item_rows = np.full((data.n_users, k), -1, dtype=np.int64)
-        scores = np.zeros((data.n_users, k), dtype=np.float32)
-        for rows, items, values in serving.personal_lists(
-            f.user_vectors, f.user_biases, f.item_vectors, f.item_biases,
-            k=k, allowed=data.allowed, new_rows=new_rows, how=how, exclude=exclude,
-            tower=ni.tower if ni else None, profiles=ni.profiles if ni else None, calibration=calibration,
-            batch=app_settings.SCORE_BATCH,
-        ):  # fmt: skip
-            item_rows[rows, : items.shape[1]] = items
-            scores[rows, : values.shape[1]] = values
-            rec.progress("score", rows[-1] / max(data.n_users, 1))
-        lists["personal"] = (item_rows, scores)
     sim = app_settings.SIMILAR_SIZE
     sim_rows = np.full((data.n_items, sim), -1, dtype=np.int64)
     sim_scores = np.zeros((data.n_items, sim), dtype=np.float32)
@@ -519,31 +780,20 @@ def _popular_list(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, 
     return rows, scores[rows]
 
 
-def _store(run: TrainingRun, data, lists: dict, writer: storage.RunRows) -> dict:
-    """Write the run's lists; users and items deleted since extraction are left out."""
-    from django.contrib.auth import get_user_model
-
-    user_ok = storage.existing(get_user_model(), data.users.keys)
+def _store_shared(run: TrainingRun, data, lists: dict, writer: storage.RunRows) -> dict:
+    """Write the similar items and the popular lists; books deleted since extraction are left out."""
     item_ok = storage.existing(sources.item_model(), data.items.keys)
     counts = {}
-    if "personal" in lists:
-        item_rows, scores = lists["personal"]
-        valid = (item_rows >= 0) & item_ok[np.maximum(item_rows, 0)] & user_ok[:, None]
-        keys = data.items.key(np.maximum(item_rows, 0))
-        counts["recommendations"] = storage.store_personal(run, data.users.keys, keys, scores, valid, writer)
-    else:
-        counts["recommendations"] = 0
     sim_rows, sim_scores = lists["similar"]
     valid = (sim_rows >= 0) & item_ok[np.maximum(sim_rows, 0)] & item_ok[:, None]
     sim_keys = data.items.key(np.maximum(sim_rows, 0))
     counts["similar_items"] = storage.store_similar(run, data.items.keys, sim_keys, sim_scores, valid, writer)
     counts["popular_items"] = 0
-    for kind in (ListKind.POPULAR.value, ListKind.RECENT.value):
+    for kind in storage.POPULAR_KINDS:
         if kind in lists:
             rows, scores = lists[kind]
             keep = item_ok[rows]
             counts["popular_items"] += storage.store_popular(run, kind, data.items.key(rows[keep]), scores[keep], writer)
-    writer.finish()
     return counts
 
 

@@ -1,24 +1,27 @@
 """The host's models → arrays for ``ml``: interactions, item metadata, user attributes.
 
-Everything is read with ``values_list`` in chunks (``CHUNK_SIZE`` rows per fetch), never a
-model instance per row.  Which models and fields to read comes from ``RECOMMENDATIONS``.
+Interactions stream through a binary ``COPY`` on PostgreSQL, elsewhere through
+``values_list``; both turn each chunk of ``CHUNK_SIZE`` rows into numpy arrays, never a model
+instance per row.  Which models and fields to read comes from ``RECOMMENDATIONS``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import islice
 
 import numpy as np
 import scipy.sparse as sp
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
-from django.db.models import Model
+from django.db import connections
+from django.db.models import BigIntegerField, DateField, DecimalField, FloatField, Func, IntegerField, Model
 from django.db.models.constants import LOOKUP_SEP
+from django.db.models.functions import Cast
 
 from .conf import app_settings
 from .ml.ids import IdMap, distinct
@@ -110,6 +113,96 @@ def _number(value, where: str) -> float:
     return number
 
 
+NUMBER_FIELDS = (IntegerField, FloatField, DecimalField)  # AutoFields are IntegerFields
+
+# Why COPY on PostgreSQL (measured on 2 cores, PostgreSQL 15): the 2.1 M interactions of a
+# 100,000-customer demo store took 15 s through ``values_list`` (a tuple per row, then a
+# datetime and an int or a Decimal per field) and take 1.8 s as a binary COPY read into numpy
+# records, against 1.1 s for psql copying the same columns to /dev/null.  What is left is
+# psycopg's Python call per copied row: iterating the COPY alone takes 1.6 s.
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # the signature, no flags, no header extension
+COPY_TRAILER = b"\xff\xff"  # a row of -1 fields
+
+
+class _Float8(Func):
+    """A number, a date or a date and time as PostgreSQL's ``float8`` (NaN for NULL), so that
+    every field of a copied row has eight bytes."""
+
+    output_field = FloatField()
+
+    def __init__(self, path: str, fld) -> None:
+        # date_part's epoch is microseconds / 1e6 rounded once (a date: its midnight UTC), as
+        # datetime.timestamp() in _seconds.
+        value = "date_part('epoch', %(expressions)s)" if isinstance(fld, DateField) else "(%(expressions)s)::float8"
+        super().__init__(path, template=f"COALESCE({value}, 'NaN')")
+
+
+def _copy_rows(queryset, columns: list, chunk_size: int) -> list[np.ndarray]:
+    """The rows of ``queryset.values_list(*columns)`` through a binary COPY: one native
+    ``int64`` or ``float64`` array per column, parsed ``chunk_size`` rows at a time.
+
+    Each column must be a ``bigint`` or a ``float8`` that is never NULL: the rows are then
+    fixed-size records that numpy reads without Python per row.  The SQL is the queryset's
+    own, its parameters bound by psycopg on the client (``compose_sql``): COPY takes none.
+    """
+    connection = connections[queryset.db]
+    kinds = ["i8" if isinstance(c.output_field, IntegerField) else "f8" for c in columns]
+    fields = [("fields", ">i2")]
+    for n, kind in enumerate(kinds):
+        fields += [(f"size{n}", ">i4"), (f"value{n}", f">{kind}")]
+    record = np.dtype(fields)
+    sql, params = queryset.values_list(*columns).query.sql_with_params()
+    statement = f"COPY ({connection.ops.compose_sql(sql, params)}) TO STDOUT (FORMAT binary)"
+
+    def take(buffer: bytearray) -> list[np.ndarray] | None:
+        """The whole records at the start of ``buffer``, removed from it."""
+        n = len(buffer) // record.itemsize
+        rows = np.frombuffer(buffer, record, count=n).copy()
+        del buffer[: n * record.itemsize]
+        sizes_ok = all((rows[f"size{i}"] == 8).all() for i in range(len(kinds)))
+        if not ((rows["fields"] == len(kinds)).all() and sizes_ok):
+            raise RuntimeError(f"COPY sent rows that are not {len(kinds)} fields of eight bytes: {statement}")
+        return [rows[f"value{i}"].astype(kind) for i, kind in enumerate(kinds)] if n else None
+
+    chunks = []
+    # psycopg holds the connection until the last row: nothing may query it inside this block
+    # (hence a list of chunks, not a generator).
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        buffer = bytearray(copy.read())  # the header comes with the first row
+        if not buffer.startswith(COPY_HEADER):
+            raise RuntimeError(f"COPY sent an unknown header {bytes(buffer[: len(COPY_HEADER)])!r}")
+        del buffer[: len(COPY_HEADER)]
+        limit = chunk_size * record.itemsize
+        for data in copy:  # one message per row
+            buffer += data
+            if len(buffer) >= limit:
+                chunks.append(take(buffer))
+    if (last := take(buffer)) is not None:
+        chunks.append(last)
+    if buffer != COPY_TRAILER:
+        raise RuntimeError(f"COPY ended without its trailer: {statement}")
+    return _concatenated(chunks, len(columns))
+
+
+def _target(fld):
+    """The field whose values a path ends in (for a foreign key: the key it points to)."""
+    while fld.is_relation:
+        fld = fld.target_field
+    return fld
+
+
+def _weights(raw) -> np.ndarray:
+    try:
+        return np.asarray(raw, dtype=np.float64)  # ints, floats, Decimals, None (NaN)
+    except (TypeError, ValueError):
+        return np.asarray([_number(v, "weight") for v in raw], dtype=np.float64)
+
+
+def _concatenated(chunks: list, n_columns: int) -> list[np.ndarray]:
+    """Each column's chunks end to end (empty float arrays when there are none, as ``_keys([])``)."""
+    return [np.concatenate(column) for column in zip(*chunks, strict=True)] if chunks else [np.empty(0)] * n_columns
+
+
 class ModelSource:
     """One interaction source: rows of a host model, each naming a user, an item, a weight."""
 
@@ -131,60 +224,78 @@ class ModelSource:
             qs = qs.filter(**self.config["filter"])
         return qs.filter(**{f"{self.user_path}__isnull": False, f"{self.item_path}__isnull": False})
 
-    def rows(self, chunk_size: int, queryset=None) -> Iterator[list[tuple]]:
-        fields = [self.user_path, self.item_path]
-        fields += [self.weight_path] if self.weight_path else []
-        fields += [self.time_path] if self.time_path else []
-        chunk: list[tuple] = []
-        queryset = self.queryset() if queryset is None else queryset
-        for row in queryset.values_list(*fields).iterator(chunk_size=chunk_size):
-            chunk.append(row)
-            if len(chunk) >= chunk_size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
-
     def read_user(self, user_pk) -> RawSource:
         """This source's rows of one user (for rescoring them between retrains)."""
         return self.read(10000, self.queryset().filter(**{self.user_path: user_pk}))
 
     def read(self, chunk_size: int, queryset=None) -> RawSource:
-        users, items, values, times = [], [], [], []
-        has_weight, has_time = bool(self.weight_path), bool(self.time_path)
-        for chunk in self.rows(chunk_size, queryset):
-            cols = list(zip(*chunk, strict=True))
-            users.extend(cols[0])
-            items.extend(cols[1])
-            if has_weight:
-                w = cols[2]
-                try:
-                    values.append(np.asarray(w, dtype=np.float64))
-                except (TypeError, ValueError):
-                    values.append(np.asarray([_number(v, "weight") for v in w], dtype=np.float64))
-                bad = ~np.isfinite(values[-1])
-                if bad.any():
-                    i = int(np.flatnonzero(bad)[0])
-                    raise DataError(
-                        f"Source {self.name!r} ({self.model._meta.label}): {self.weight_path!r} is "
-                        f"{w[i]} for user {cols[0][i]}, item {cols[1][i]}; weights must be finite numbers."
-                    )
-            else:
-                values.append(np.ones(len(chunk)))
-            times.append(
-                np.asarray([_seconds(t) for t in cols[-1]], dtype=np.float64) if has_time else np.full(len(chunk), np.nan)
+        queryset = self.queryset() if queryset is None else queryset
+        columns = self._copy_columns(queryset)
+        if columns is None:
+            users, items, values, times = self._read_orm(queryset, chunk_size)
+        else:
+            users, items, values, times = self._read_copy(queryset, columns, chunk_size)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            # COPY sends NULL as NaN: the message shows the weight as the ORM reads it.
+            i = bad[0]
+            weight = self._stored_weight(queryset, users[i], items[i])
+            raise DataError(
+                f"Source {self.name!r} ({self.model._meta.label}): {self.weight_path!r} is "
+                f"{weight} for user {users[i]}, item {items[i]}; weights must be finite numbers."
             )
-        cat = lambda parts: np.concatenate(parts) if parts else np.empty(0)  # noqa: E731
         return RawSource(
             name=self.name,
-            users=_keys(users),
-            items=_keys(items),
-            values=cat(values),
-            times=cat(times),
+            users=users,
+            items=items,
+            values=values,
+            times=times,
             scale=self.scale,
             transform=self.transform,
             exclude=self.exclude,
         )
+
+    def _copy_columns(self, queryset) -> list | None:
+        """What a binary COPY of the source selects, or None where the ORM reads it: on other
+        databases than PostgreSQL; for keys that are not integers (UUIDs, codes: text in
+        COPY, left to the ORM for simplicity); for a weight that is not a number or a time
+        that is neither a number nor a date (read as the ORM converts them)."""
+        if connections[queryset.db].vendor != "postgresql":
+            return None
+        keys = [_target(resolve_path(self.model, path)) for path in (self.user_path, self.item_path)]
+        if not all(isinstance(key, IntegerField) for key in keys):
+            return None
+        columns = [Cast(self.user_path, BigIntegerField()), Cast(self.item_path, BigIntegerField())]
+        for path, allowed in ((self.weight_path, NUMBER_FIELDS), (self.time_path, (*NUMBER_FIELDS, DateField))):
+            if path:
+                fld = resolve_path(self.model, path)
+                if fld.is_relation or not isinstance(fld, allowed):
+                    return None
+                columns.append(_Float8(path, fld))
+        return columns
+
+    def _read_copy(self, queryset, columns: list, chunk_size: int) -> list[np.ndarray]:
+        users, items, *rest = _copy_rows(queryset, columns, chunk_size)
+        values = rest.pop(0) if self.weight_path else np.ones(users.size)
+        times = rest.pop(0) if self.time_path else np.full(users.size, np.nan)
+        return [users, items, values, times]
+
+    def _read_orm(self, queryset, chunk_size: int) -> list[np.ndarray]:
+        paths = [p for p in (self.user_path, self.item_path, self.weight_path, self.time_path) if p]
+        rows = queryset.values_list(*paths).iterator(chunk_size=chunk_size)
+        chunks = []
+        while chunk := list(islice(rows, chunk_size)):
+            cols, n = list(zip(*chunk, strict=True)), len(chunk)
+            values = _weights(cols[2]) if self.weight_path else np.ones(n)
+            times = np.fromiter(map(_seconds, cols[-1]), np.float64, n) if self.time_path else np.full(n, np.nan)
+            chunks.append((_keys(cols[0]), _keys(cols[1]), values, times))
+        return _concatenated(chunks, 4)
+
+    def _stored_weight(self, queryset, user, item):
+        """The missing or non-finite weight of a user's row of an item, as the ORM reads it."""
+        rows = queryset.filter(**{self.user_path: user, self.item_path: item})
+        weights = rows.values_list(self.weight_path, flat=True)
+        return next((w for w in weights if w is None or not math.isfinite(w)), None)
 
 
 def sources() -> list:

@@ -214,50 +214,63 @@ def is_partitioned(model) -> bool:
 
 
 class RunRows:
-    """Where a run's rows go while it is stored, inside the caller's transaction.
+    """Where a run's rows go while it is stored.
 
     On PostgreSQL with the list tables partitioned by run, each table gets a new bare table
-    (the columns, no index): ``COPY`` fills it at the speed of a scratch table, :meth:`finish`
-    builds its indexes in one pass each (much cheaper than keeping them up to date row by
-    row) and analyses it, and :meth:`attach` makes it the run's partition, which takes a
-    moment however many rows it holds.  A ``CHECK`` on the run spares the attach a scan.
-    Row ids are ``run id · 2³² + n``: no sequence call per row, and disjoint from the ids the
-    sequence hands out to rows written one by one.  Elsewhere rows go into the tables as
-    they are.
+    (the columns, no index), created by :meth:`prepare` before any row is written: ``COPY``
+    fills it at the speed of a scratch table, from any number of processes at once (the
+    scoring shards), each in its own transaction; :meth:`finish` builds its indexes in one
+    pass each (much cheaper than keeping them up to date row by row) and analyses it, and
+    :meth:`attach`, inside the transaction that publishes the run, makes it the run's
+    partition, which takes a moment however many rows it holds.  A ``CHECK`` on the run
+    spares the attach a scan.  Readers never see a bare table.
+
+    Row ids there are ``run id · 2³² + n`` (:func:`row_ids`), where ``n`` follows from the
+    list's place (the customer's row in the model) and the rank, so a shard's ids do not
+    depend on the order shards run in, and stay disjoint from the ids the sequence hands out
+    to rows written one by one.  Elsewhere rows go into the tables as
+    they are (readers only read the live run's rows).
     """
+
+    MODELS = (Recommendation, SimilarItem)
 
     def __init__(self, run: TrainingRun):
         self.run = run
-        self.tables: dict[type, str] = {}
-        self.written: dict[type, int] = {}
+        self.tables: dict[type, str | None] = {}
 
-    def write(self, model, data: dict[str, object], n: int) -> int:
+    def table(self, model) -> str | None:
         if model not in self.tables:
-            self.tables[model] = self._new_partition(model) if is_partitioned(model) else None
-            self.written[model] = 0
-        table = self.tables[model]
+            self.tables[model] = partition_name(model, self.run.pk) if is_partitioned(model) else None
+        return self.tables[model]
+
+    def prepare(self) -> None:
+        """Create the run's bare tables (committed at once: shards in other processes write
+        into them); :func:`discard_rows` drops them if the run fails."""
+        q = connection.ops.quote_name
+        for model in self.MODELS:
+            name = self.table(model)
+            if name is None:
+                continue
+            with transaction.atomic(), connection.cursor() as cursor:
+                # A table of that name can only be left from a run with the same id in a
+                # database since emptied (tests): its rows are not this run's.
+                cursor.execute(f"DROP TABLE IF EXISTS {q(name)}")
+                cursor.execute(f"CREATE TABLE {q(name)} (LIKE {q(model._meta.db_table)} INCLUDING DEFAULTS)")
+                cursor.execute(f"ALTER TABLE {q(name)} ADD CHECK (run_id IS NOT NULL AND run_id = {int(self.run.pk)})")
+
+    def write(self, model, data: dict[str, object], n: int, numbers: np.ndarray) -> int:
+        """Write ``n`` rows, the run's rows number ``numbers`` (their ids on a bare table)."""
+        table = self.table(model)
         if table is not None and n:
-            start = (int(self.run.pk) << 32) + self.written[model] + 1
-            data = {"id": np.arange(start, start + n, dtype=np.int64), **data}
-        self.written[model] += n
+            data = {"id": row_ids(self.run.pk, numbers), **data}
         return write_rows(model, data, n, table=table)
 
-    def _new_partition(self, model) -> str:
-        q = connection.ops.quote_name
-        name = partition_name(model, self.run.pk)
-        with connection.cursor() as cursor:
-            # A table of that name can only be left from a run with the same id in a database
-            # since emptied (tests): its rows are not this run's.
-            cursor.execute(f"DROP TABLE IF EXISTS {q(name)}")
-            cursor.execute(f"CREATE TABLE {q(name)} (LIKE {q(model._meta.db_table)} INCLUDING DEFAULTS)")
-            cursor.execute(f"ALTER TABLE {q(name)} ADD CHECK (run_id IS NOT NULL AND run_id = {int(self.run.pk)})")
-        return name
-
     def finish(self) -> None:
-        """Index and analyse the new partitions: the parent's indexes, built in one pass."""
+        """Index and analyse the new tables: the parent's indexes, built in one pass."""
         q = connection.ops.quote_name
         with connection.cursor() as cursor:
-            for model, name in self.tables.items():
+            for model in self.MODELS:
+                name = self.table(model)
                 if name is None:
                     continue
                 cursor.execute(
@@ -270,30 +283,82 @@ class RunRows:
                 cursor.execute(f"ANALYZE {q(name)}")
 
     def attach(self) -> None:
-        """Attach the new partitions (inside the transaction that publishes the run)."""
+        """Attach the new tables as the run's partitions (inside the publishing transaction)."""
         q = connection.ops.quote_name
         with connection.cursor() as cursor:
-            for model, name in self.tables.items():
+            for model in self.MODELS:
+                name = self.table(model)
                 if name is not None:
                     cursor.execute(
                         f"ALTER TABLE {q(model._meta.db_table)} ATTACH PARTITION {q(name)} FOR VALUES IN ({int(self.run.pk)})"
                     )
 
+    def drop(self) -> None:
+        """Drop the run's bare tables (a failed run's): never an attached partition.  A
+        table a lost process still holds is left to the next prune (``_drop_partitions``)
+        rather than waited for."""
+        q = connection.ops.quote_name
+        for model in self.MODELS:
+            name = self.table(model)
+            if name is None:
+                continue
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '2s'")
+                    cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s))", [q(name)])
+                    if not cursor.fetchone()[0]:
+                        cursor.execute(f"DROP TABLE IF EXISTS {q(name)}")
+            except OperationalError as exc:
+                logger.warning("Could not drop %s yet (%s); the next prune drops it", name, exc)
 
-def _writer(rows: RunRows | None):
-    return rows.write if rows is not None else write_rows
+
+ROW_ID_SPAN = 1 << 32
+
+
+def row_ids(run_id: int, numbers: np.ndarray) -> np.ndarray:
+    """The ids of a run's rows numbered ``numbers`` (from 0) in its own table: ``run id · 2³²
+    + number + 1``."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    if numbers.size and not (0 <= numbers.min() and numbers.max() < ROW_ID_SPAN - 1):
+        raise ValueError(f"a run may number at most {ROW_ID_SPAN - 1} rows in one table (LIST_SIZE × customers)")
+    return (np.int64(run_id) << np.int64(32)) + numbers + 1
+
+
+def _write(rows: RunRows | None, model, data: dict, n: int, numbers: np.ndarray) -> int:
+    return rows.write(model, data, n, numbers) if rows is not None else write_rows(model, data, n)
+
+
+def _cells(first: int, shape: tuple[int, int], user_rows: np.ndarray | None = None) -> np.ndarray:
+    """Row numbers of a block of lists (one list per line, ``shape[1]`` ranks each): line
+    ``i`` rank ``r`` is ``first + row_i · k + r``, with ``row_i = user_rows[i]`` or ``i``."""
+    n, k = shape
+    lines = np.arange(n, dtype=np.int64) if user_rows is None else np.asarray(user_rows, dtype=np.int64)
+    return first + lines[:, None] * k + np.arange(k, dtype=np.int64)[None, :]
+
+
+# Where each list goes among a run's row numbers in the Recommendation table (see RunRows):
+# the popular lists first (POPULAR_SIZE slots per kind), then the customers' lists by their
+# row in the model.
+POPULAR_KINDS = (ListKind.POPULAR.value, ListKind.RECENT.value)
+
+
+def personal_first_row() -> int:
+    return len(POPULAR_KINDS) * app_settings.POPULAR_SIZE
 
 
 def store_personal(
     run: TrainingRun, user_keys: np.ndarray, item_keys: np.ndarray, scores: np.ndarray, valid: np.ndarray,
-    rows: RunRows | None = None,
+    rows: RunRows | None = None, user_rows: np.ndarray | None = None,
 ) -> int:  # fmt: skip
     """Customers' lists: ``item_keys[i]`` (best first; ``valid`` marks real entries) for
-    ``user_keys[i]``; through ``rows`` when the run is being stored, else into the table."""
+    ``user_keys[i]``, whose row in the run's model is ``user_rows[i]``; through ``rows``
+    when the run is being stored, else into the table."""
     n_users, k = item_keys.shape
     rank = np.broadcast_to(np.arange(1, k + 1), (n_users, k))[valid]
     users = np.broadcast_to(user_keys[:, None], (n_users, k))[valid]
-    return _writer(rows)(
+    numbers = _cells(personal_first_row(), (n_users, k), user_rows)[valid] if rows is not None else None
+    return _write(
+        rows,
         Recommendation,
         {
             "run": run.pk,
@@ -304,22 +369,26 @@ def store_personal(
             "score": scores[valid].astype(np.float64),
         },
         int(valid.sum()),
+        numbers,
     )
 
 
 def store_popular(run: TrainingRun, kind: str, item_keys: np.ndarray, scores: np.ndarray, rows: RunRows | None = None) -> int:
-    n = len(item_keys)
-    return _writer(rows)(
+    n = min(len(item_keys), app_settings.POPULAR_SIZE)
+    first = POPULAR_KINDS.index(kind) * app_settings.POPULAR_SIZE
+    return _write(
+        rows,
         Recommendation,
         {
             "run": run.pk,
             "user": None,
-            "item": np.asarray(item_keys),
+            "item": np.asarray(item_keys)[:n],
             "kind": kind,
             "rank": np.arange(1, n + 1, dtype=np.int64),
-            "score": np.asarray(scores, dtype=np.float64),
+            "score": np.asarray(scores, dtype=np.float64)[:n],
         },
         n,
+        first + np.arange(n, dtype=np.int64),
     )
 
 
@@ -328,7 +397,8 @@ def store_similar(
     rows: RunRows | None = None,
 ) -> int:  # fmt: skip
     n, k = similar_keys.shape
-    return _writer(rows)(
+    return _write(
+        rows,
         SimilarItem,
         {
             "run": run.pk,
@@ -338,6 +408,7 @@ def store_similar(
             "score": scores[valid].astype(np.float64),
         },
         int(valid.sum()),
+        _cells(0, (n, k))[valid],
     )
 
 
@@ -423,6 +494,7 @@ def _drop_partitions(model, run_ids: list[int]) -> set[int]:
 
 def discard_rows(run: TrainingRun) -> None:
     """Remove whatever a failed run managed to write (it was never live)."""
+    RunRows(run).drop()
     with transaction.atomic():
         Recommendation.objects.filter(run=run).delete()
         SimilarItem.objects.filter(run=run).delete()

@@ -40,4 +40,7 @@ RECOMMENDATIONS = {
     "TASKS": "celery",
     # Workers and servers started by tests share it (one folder per database inside).
     "ARTIFACT_ROOT": os.environ.get("TEST_ARTIFACT_ROOT", "/tmp/bookstore-test-artifacts"),
+    # The retrain's queues, beside this run's default queue (workers started by tests consume all three).
+    "QUEUES": {"training": f"{CELERY_TASK_DEFAULT_QUEUE}.training", "scoring": f"{CELERY_TASK_DEFAULT_QUEUE}.scoring"},
+    "SHARD_SIZE": int(os.environ.get("TEST_SHARD_SIZE", "50000")),
 }

@@ -364,11 +364,12 @@ def postgres_database(url: str):
 
 
 @contextlib.contextmanager
-def celery_worker(venv: FreshVenv, project: Path, log: Path):
-    """``celery -A mysite worker`` as the README runs it; stopped (its own process group) afterwards."""
+def celery_worker(venv: FreshVenv, project: Path, log: Path, queues: str = "celery,training,scoring"):
+    """``celery -A mysite worker -Q …`` as the README runs it (``queues`` renamed by a test that
+    keeps its tasks apart on a shared broker); stopped (its own process group) afterwards."""
     with log.open("w") as fh:
         worker = subprocess.Popen(
-            [venv.bin / "celery", "-A", "mysite", "worker", "--loglevel=INFO", "--concurrency=1"],
+            [venv.bin / "celery", "-A", "mysite", "worker", "-Q", queues, "--loglevel=INFO", "--concurrency=1"],
             cwd=project, env=venv.env(), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
@@ -409,6 +410,7 @@ def test_fresh_host_on_postgres_with_a_redis_worker(fresh_venv, tmp_path):
             f"DATABASES = {{'default': {database!r}}}\n"
             f"CELERY_BROKER_URL = CELERY_RESULT_BACKEND = {redis_url!r}\n"
             f"CELERY_TASK_DEFAULT_QUEUE = {tag!r}\n"
+            f"RECOMMENDATIONS['QUEUES'] = {{'training': {tag + '.training'!r}, 'scoring': {tag + '.scoring'!r}}}\n"
             f"CACHES['default']['LOCATION'] = {redis_url!r}\n"
             f"CACHES['default']['KEY_PREFIX'] = {tag!r}\n"
         )
@@ -417,7 +419,7 @@ def test_fresh_host_on_postgres_with_a_redis_worker(fresh_venv, tmp_path):
         log = tmp_path / "worker.log"
         try:
             # The worker of the README, fed through the Redis broker, trains; the command follows it.
-            with celery_worker(fresh_venv, project, log):
+            with celery_worker(fresh_venv, project, log, queues=f"{tag},{tag}.training,{tag}.scoring"):
                 trained = prove_host(fresh_venv, project, "--wait", "--timeout", "500")
             assert trained["live"]
             worked = log.read_text()

@@ -105,6 +105,76 @@ def test_shaped_like_a_bookstore():
     assert shares and sorted(shares)[len(shares) // 2] > 0.3
 
 
+def test_row_writer_round_trips_awkward_text_nulls_and_defaults():
+    """What the PostgreSQL COPY path writes reads back as bulk_create's would (on SQLite
+    this exercises the bulk_create path)."""
+    import numpy as np
+    from django.db import transaction
+
+    from bookstore.management.commands.seed_demo import RowWriter
+    from bookstore.models import Author
+
+    names = ["Tab\there", "Back\\slash \\N", "New\nline\r", "Plain Ekström", "\\N"]
+    with transaction.atomic(), RowWriter() as rows:
+        ids = rows.write(Author, {"name": names}, ids=True)
+        users = rows.write(
+            get_user_model(),
+            {
+                "username": ["a1", "a2"],
+                "password": "!",
+                "date_joined": np.array(["2026-01-02T03:04:05"] * 2, "datetime64[s]"),
+            },
+            ids=True,
+        )
+    assert [Author.objects.get(pk=pk).name for pk in ids.tolist()] == names
+    user = get_user_model().objects.get(pk=users[1])
+    assert (user.username, user.is_active, user.is_staff, user.last_login, user.email) == ("a2", True, False, None, "")
+    assert user.date_joined == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert get_user_model().objects.create(username="after").pk > max(users), "the sequence moved past the copied keys"
+
+
+def _secondary_schema() -> set:
+    """Indexes and constraints of the tables seed_demo sets aside while it loads them."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index
+                WHERE indrelid::regclass::text IN ('bookstore_user', 'bookstore_access', 'bookstore_order', 'bookstore_orderline')
+                UNION ALL
+               SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+                WHERE conrelid::regclass::text IN ('bookstore_user', 'bookstore_access', 'bookstore_order', 'bookstore_orderline')"""
+        )
+        return set(cursor.fetchall())
+
+
+@pytest.mark.services
+def test_postgres_load_gives_back_every_index_and_constraint(postgres, monkeypatch):
+    """On PostgreSQL the big tables lose their secondary indexes and foreign keys during the
+    COPY; afterwards (and after a failed seed) they have them all again, and they hold."""
+    from django.db import IntegrityError, transaction
+
+    from bookstore.demo import DemoStore
+
+    before = _secondary_schema()
+    assert len(before) > 10
+    seed()
+    assert _secondary_schema() == before
+    access = Access.objects.first()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Access.objects.create(user_id=access.user_id, book_id=access.book_id)
+
+    def broken(self, chunk_size=5000):
+        yield from []
+        raise RuntimeError("the generator broke")
+
+    monkeypatch.setattr(DemoStore, "activity", broken)
+    with pytest.raises(RuntimeError, match="broke"):
+        seed("--flush")
+    assert _secondary_schema() == before
+    assert Access.objects.count() > 0, "the failed seed changed nothing"
+
+
 def test_titles_are_unique_and_read_as_english():
     """At the default size: no title comes twice (so no author has two books of one name),
     and no plural doubles an "s" ("Letterss", "Iron Compasss")."""

@@ -94,7 +94,7 @@ class Site:
         if self.production and self.with_worker:
             self.processes.append(subprocess.Popen(
                 [str(BIN / "celery"), "-A", "bookstore", "worker", "--concurrency=1", "--loglevel=INFO",
-                 "-Q", self.env["CELERY_QUEUE"], "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle"],
+                 "-Q", ",".join(f"{self.env['CELERY_QUEUE']}{kind}" for kind in ("", ".training", ".scoring")), "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle"],
                 cwd=ROOT, env=self.env, stdout=open(ARTIFACTS / "e2e" / "worker.log", "a"), stderr=subprocess.STDOUT,
                 start_new_session=True,
             ))  # fmt: skip

@@ -165,6 +165,18 @@ def test_a_run_shows_known_and_new_books_side_by_side_and_every_trial(client, fa
     assert "new books p@k" in listing.lower()
 
 
+def test_a_run_shows_its_scoring_shards(client, fast, settings):
+    settings.RECOMMENDATIONS = {**settings.RECOMMENDATIONS, "SHARD_SIZE": 10}
+    run = services.retrain(evaluate=False)
+    assert run.status == "succeeded" and run.counts["shards"] >= 2, run.error
+    client.force_login(staff(can_retrain=False))
+    page = client.get(reverse("admin:recommendations_trainingrun_change", args=[run.pk])).content.decode()
+    assert "Scoring shards" in page
+    for shard in run.shards.all():
+        assert f"score {shard.seconds['score']:.2f}" in page
+    assert page.count(">done<") >= run.counts["shards"]
+
+
 # -- deleting customers and books that have stored lists ------------------------------------------
 def admin_url(model, view: str, *args) -> str:
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)

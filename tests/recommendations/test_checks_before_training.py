@@ -125,6 +125,12 @@ def test_ready_survives_a_misspelled_model(settings):
         ({"TASKS": "celeri"}, "recommendations.E015", "RECOMMENDATIONS['TASKS']"),
         ({"PUBLISH_TIMEOUT": 0}, "recommendations.E015", "RECOMMENDATIONS['PUBLISH_TIMEOUT']"),
         ({"PUBLISH_TIMEOUT": "2"}, "recommendations.E015", "RECOMMENDATIONS['PUBLISH_TIMEOUT']"),
+        # 9. scaling out
+        ({"QUEUES": {"scorin": "scoring"}}, "recommendations.E016", "RECOMMENDATIONS['QUEUES']"),
+        ({"QUEUES": {"training": ""}}, "recommendations.E016", "RECOMMENDATIONS['QUEUES']"),
+        ({"SHARD_SIZE": 0}, "recommendations.E016", "RECOMMENDATIONS['SHARD_SIZE']"),
+        ({"SHARD_ATTEMPTS": "3"}, "recommendations.E016", "RECOMMENDATIONS['SHARD_ATTEMPTS']"),
+        ({"SHARD_THREADS": 0}, "recommendations.E016", "RECOMMENDATIONS['SHARD_THREADS']"),
     ],
 )
 def test_bad_settings_are_caught_before_training(settings, change, expected_id, named):

@@ -167,6 +167,7 @@ def test_a_tampered_artifact_is_refused_before_it_is_read(small, caplog):
     store = planted_store(fans=6)
     run = services.retrain(evaluate=False)
     fan = store["users"]["Alpha"][0]
+    services._live_model.cache_clear()  # as in another process: the shards loaded it here
     before = list(Recommendation.objects.filter(run=run, user=fan).values_list("item_id", flat=True))
     target = storage.artifact_storage()
     target.delete(run.artifact)
@@ -200,6 +201,7 @@ def test_a_failed_load_is_tried_again_later(small, monkeypatch):
     store = planted_store(fans=6)
     run = services.retrain(evaluate=False)
     fan = store["users"]["Alpha"][0]
+    services._live_model.cache_clear()  # as in another process: the shards loaded it here
     target = storage.artifact_storage()
     with target.open(run.artifact, "rb") as fh:
         content = fh.read()

@@ -28,9 +28,15 @@ def database_url() -> str:
 
 
 class Worker:
-    def __init__(self, log: Path, *, concurrency: int = 1, env: dict | None = None, queue: str | None = None) -> None:
+    def __init__(
+        self, log: Path, *, concurrency: int = 1, env: dict | None = None, queue: str | None = None,
+        kinds: tuple[str, ...] = ("", ".training", ".scoring"),
+    ) -> None:  # fmt: skip
         self.log = log
         self.queue = queue or settings.CELERY_TASK_DEFAULT_QUEUE
+        # The default queue and the retrain's (tests/settings.py names them after it); a
+        # scoring-only worker is kinds=(".scoring",).
+        self.queues = ",".join(f"{self.queue}{kind}" for kind in kinds)
         self.concurrency = concurrency
         self.extra_env = env or {}
         self.name = f"w{uuid.uuid4().hex[:6]}@%h"
@@ -51,7 +57,7 @@ class Worker:
         }
         self.proc = subprocess.Popen(
             [CELERY, "-A", "bookstore", "worker", f"--concurrency={self.concurrency}", "--loglevel=INFO", "-n", self.name,
-             "-Q", self.queue, "--without-gossip", "--without-mingle", "--without-heartbeat"],
+             "-Q", self.queues, "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=open(self.log, "a"), stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         prefix = self.name.split("@")[0] + "@"

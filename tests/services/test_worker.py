@@ -99,6 +99,8 @@ def test_a_duplicate_delivery_runs_once(worker, store):
     second = tasks.retrain.apply_async(args=[run.pk, False])  # as if Redis redelivered it
     results = [first.get(timeout=300), second.get(timeout=300)]
     assert sorted(r.get("duplicate", False) for r in results) == [False, True]
+    # The training task ends once its scoring shards are sent; the chord publishes the run.
+    wait_for(lambda: run_status(run.pk) not in ("queued", "running"), 120, "the shards and the publishing")
     assert run_status(run.pk) == "succeeded"
     assert TrainingRun.objects.live().get().pk == run.pk
 

@@ -46,8 +46,16 @@ def without(items: Iterable, excluded: frozenset[str], limit: int) -> list:
 
 def recommend_for(user, limit: int = 6, *, exclude=None) -> list:
     """Items for ``user`` (anonymous or ``None``: the popular list), best first."""
+    from . import ondemand
+    from .cache import generation
+
     excluded = excluded_pks(exclude)
     rows = Recommendation.objects.for_user(user).top(limit + len(excluded))
+    if rows and all(row.user_id is None for row in rows) and rows[0].run_on_demand not in (None, "", "0", 0):
+        # No stored list, and the run scores some customers on demand (ACTIVE_DAYS).
+        items = ondemand.items_for(user, limit + len(excluded), generation(rows[0].run_id, rows[0].run_created))
+        if items is not None:
+            return without(items, excluded, limit)
     return without((row.item for row in rows), excluded, limit)
 
 

@@ -16,6 +16,7 @@ from django.core.cache import caches
 from django.db import router
 from django.utils.translation import get_language
 
+from . import ondemand
 from .api import excluded_pks, without
 from .conf import app_settings
 from .models import Recommendation, SimilarItem
@@ -198,10 +199,25 @@ def _unpack_items(packed: list) -> list:
 
 
 def _load_for_user(user, limit: int):
-    """``((packed items, personal_count), generation)``: the personal rows come first."""
+    """``((packed items, personal_count), generation)``: the personal rows come first.
+
+    A customer the live run scores on demand (``ACTIVE_DAYS``) is recognised before the query
+    when the live run and its details are cached (as publishing leaves them), so their items
+    are the one query; otherwise the stored list's query comes first, and finds none of theirs.
+    """
+    authenticated = user is not None and getattr(user, "is_authenticated", False)
+    known = (_get_many([GEN_KEY]) or {}).get(GEN_KEY) if authenticated else None
+    if known is not None:
+        items = ondemand.items_for(user, limit, known, read=False)
+        if items is not None:
+            return [_pack_items(items), len(items)], known
     rows = Recommendation.objects.for_user(user).top(limit)
     personal = sum(row.user_id is not None for row in rows)
     gen = generation(rows[0].run_id, rows[0].run_created) if rows else None
+    if authenticated and rows and not personal and rows[0].run_on_demand not in (None, "", "0", 0):
+        items = ondemand.items_for(user, limit, gen)
+        if items is not None:
+            return [_pack_items(items), len(items)], gen
     return [_pack_items([row.item for row in rows]), personal], gen
 
 

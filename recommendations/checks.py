@@ -366,6 +366,9 @@ def _scaling_errors() -> list:
     for key in ("SHARD_SIZE", "SHARD_ATTEMPTS"):
         if not _positive_int(getattr(app_settings, key)):
             errors.append(_error(f"RECOMMENDATIONS[{key!r}] = {getattr(app_settings, key)!r} must be a positive integer.", "E016"))
+    days = app_settings.ACTIVE_DAYS
+    if days is not None and not _positive_number(days):
+        errors.append(_error(f"RECOMMENDATIONS['ACTIVE_DAYS'] = {days!r} must be None or a positive number of days.", "E016"))
     threads = app_settings.SHARD_THREADS
     if threads is not None and not _positive_int(threads):
         errors.append(_error(f"RECOMMENDATIONS['SHARD_THREADS'] = {threads!r} must be None or a positive integer.", "E016"))

@@ -160,6 +160,10 @@ DEFAULTS: dict[str, Any] = {
     # machines sharing the database and ARTIFACT_STORAGE) and the publishing task.  A
     # worker consumes them with ``-Q celery,training,scoring``.
     "QUEUES": {"training": "training", "scoring": "scoring"},
+    # Customers with an interaction in the last ACTIVE_DAYS days get stored lists; the others
+    # known to the model are scored when they first ask (in the web process, from the run's
+    # model, cached).  None: every customer gets a stored list.
+    "ACTIVE_DAYS": None,
     "SHARD_SIZE": 50_000,  # customers per scoring shard
     "SHARD_ATTEMPTS": 3,  # deliveries of a shard (a lost worker, an error) before its run fails
     # Threads a scoring shard uses in a Celery worker: one per process scales with the number

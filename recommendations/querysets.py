@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.fields.json import KeyTextTransform
 
 from .conf import app_settings
 
@@ -79,6 +80,9 @@ class RecommendationQuerySet(models.QuerySet):
         list.  Use ``.top(n)`` to read it.
         """
         qs = self.live().filter(**_prefixed(app_settings.ITEM_FILTER, "item")).select_related(*_related("item"))
+        # Whether the run scores some customers on demand (ACTIVE_DAYS): read with the rows,
+        # so that a customer without a stored list costs no query to find out.
+        qs = qs.annotate(run_on_demand=KeyTextTransform("customers_on_demand", "run__counts"))
         popular = Q(user__isnull=True, kind="popular")
         if user is None or not getattr(user, "is_authenticated", False):
             return qs.filter(popular).order_by("rank")
@@ -112,3 +116,17 @@ class SimilarItemQuerySet(models.QuerySet):
             .select_related(*_related("similar"))
             .order_by("rank")
         )
+
+
+def items_for_user(user_pk, pks: list):
+    """The items ``pks`` the user may be offered (``ITEM_FILTER``, not owned now), in one
+    query, with ``ITEM_SELECT_RELATED``: a list scored on demand, read like a stored one."""
+    from django.apps import apps
+
+    model = apps.get_model(app_settings.ITEM_MODEL)
+    qs = model._default_manager.filter(pk__in=pks, **app_settings.ITEM_FILTER)
+    if app_settings.ITEM_SELECT_RELATED:
+        qs = qs.select_related(*app_settings.ITEM_SELECT_RELATED)
+    for owned in owned_items(user_pk, "pk"):
+        qs = qs.exclude(owned)
+    return qs

@@ -23,7 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import cache, dispatch, signals, sources, storage
+from . import cache, dispatch, ondemand, signals, sources, storage
 from .conf import app_settings
 from .ml import serving
 from .ml.als import ALSHyper
@@ -390,16 +390,19 @@ def _train(run: TrainingRun, evaluate: bool | None, rec: _Recorder) -> int:
         lists, how = _score(data, result, rec)
     run.metrics.setdefault("new_items", {})["mode"] = how
     personal = result.decision != TrainingRun.Decision.POPULARITY
+    # Who gets a stored list (everyone but, with ACTIVE_DAYS, those who have not been back).
+    stored = _active(data) if personal else np.ones(data.n_users, bool)
     with rec.stage("artifact"):
-        run.artifact, run.artifact_record = storage.save_artifact(run, _artifact(data, result, how))
-        shards = _save_shard_inputs(run, data, result, exclude) if personal else []
+        run.artifact, run.artifact_record = storage.save_artifact(run, _artifact(data, result, how, stored, exclude))
+        shards = _save_shard_inputs(run, data, result, exclude, np.flatnonzero(stored)) if personal else []
     with rec.stage("store"):
         writer = storage.RunRows(run)
         writer.prepare()
         with transaction.atomic():
             run.counts.update(_store_shared(run, data, lists, writer))
             ScoringShard.objects.bulk_create(shards)
-    run.counts.update(recommendations=0, shards=len(shards))
+    run.counts.update(recommendations=0, shards=len(shards), customers_stored=int(stored.sum()) if personal else 0,
+                      customers_on_demand=int((~stored).sum()))  # fmt: skip
     run.stage, run.progress, run.stage_seconds = "shards", 0.0, rec.seconds
     run.save(update_fields=TRAIN_FIELDS)
     return len(shards)
@@ -426,21 +429,37 @@ def _from_csr(arrays: dict, prefix: str, shape: tuple[int, int]) -> sp.csr_matri
     return matrix
 
 
-def _save_shard_inputs(run: TrainingRun, data, result: TrainResult, exclude: sp.csr_matrix) -> list[ScoringShard]:
-    """Cut the customers into ranges of ``SHARD_SIZE`` and save each range's inputs (its
-    customers' rows, what they own, their metadata profiles) beside the model: a scoring
-    task loads the model and its own range's inputs, never everyone's."""
+def _active(data) -> np.ndarray:
+    """The customers who get stored lists: all, or (``ACTIVE_DAYS``) those with an interaction
+    in the last so many days.  A row without a time (a source without a timestamp) counts as
+    recent: nothing says the customer left."""
+    days = app_settings.ACTIVE_DAYS
+    if days is None:
+        return np.ones(data.n_users, bool)
+    since = time.time() - float(days) * 86400.0
+    active = np.zeros(data.n_users, bool)
+    for source in data.sources:
+        recent = ~(source.time < since)  # NaN (no time) counts as recent
+        active[source.user[recent]] = True
+    return active
+
+
+def _save_shard_inputs(run: TrainingRun, data, result: TrainResult, exclude: sp.csr_matrix,
+                       rows: np.ndarray) -> list[ScoringShard]:  # fmt: skip
+    """Cut the customers to store (``rows``, in order) into ranges of ``SHARD_SIZE`` and save
+    each range's inputs (its customers' rows, what they own, their metadata profiles) beside
+    the model: a scoring task loads the model and its own range's inputs, never everyone's."""
     ni = result.new_items
     profiles = ni.profiles if ni is not None else None
     size = max(1, int(app_settings.SHARD_SIZE))
     shards = []
-    for number, start in enumerate(range(0, data.n_users, size)):
-        stop = min(start + size, data.n_users)
-        arrays = {"user_rows": np.arange(start, stop, dtype=np.int64), **_csr("exclude", exclude[start:stop])}
+    for number, start in enumerate(range(0, rows.size, size)):
+        part = rows[start : start + size].astype(np.int64)
+        arrays = {"user_rows": part, **_csr("exclude", exclude[part])}
         if profiles is not None:
-            arrays.update(_csr("profiles", profiles[start:stop]))
+            arrays.update(_csr("profiles", profiles[part]))
         name, record = storage.save_artifact(run, arrays)
-        shards.append(ScoringShard(run=run, number=number, customers=stop - start, artifact=name, artifact_record=record))
+        shards.append(ScoringShard(run=run, number=number, customers=part.size, artifact=name, artifact_record=record))
     return shards
 
 
@@ -663,7 +682,7 @@ def _publish(run: TrainingRun, rec: _Recorder) -> None:
             run.stage_seconds, run.active = rec.seconds, None
             run.save(update_fields=RUN_FIELDS)
             generation = cache.generation(run.pk, run.created)
-            transaction.on_commit(lambda: cache.published(generation))
+            transaction.on_commit(lambda: (ondemand.remember(generation, run), cache.published(generation)))
             signals.send_after_commit(signals.run_live, run)
     # The store stage's own seconds are known only now that it is over (the run went live
     # inside it): one more UPDATE of that column alone.
@@ -800,7 +819,7 @@ def _store_shared(run: TrainingRun, data, lists: dict, writer: storage.RunRows) 
 ARTIFACT_VERSION = 2
 
 
-def _artifact(data, result: TrainResult, how: str) -> dict[str, np.ndarray]:
+def _artifact(data, result: TrainResult, how: str, stored: np.ndarray, exclude: sp.csr_matrix) -> dict[str, np.ndarray]:
     f, ni = result.factors, result.new_items
     meta = {
         "version": ARTIFACT_VERSION,
@@ -823,6 +842,9 @@ def _artifact(data, result: TrainResult, how: str) -> dict[str, np.ndarray]:
         "meta": np.asarray(json.dumps(meta)),
         **{k: np.asarray(v) for k, v in f.arrays.items()},
     }
+    if not stored.all():
+        # Customers scored on demand (ACTIVE_DAYS): which ones, and what they owned then.
+        arrays.update(stored=stored, **_csr("owned", exclude))
     if ni is not None:
         tower = ni.tower.items
         arrays.update(
@@ -853,6 +875,12 @@ class LiveModel:
     new_rows: np.ndarray
     tower: ContentTower | None
     calibration: Calibration | None
+    stored: np.ndarray | None = None  # customers with stored lists (None: all of them)
+    owned: sp.csr_matrix | None = None  # what each customer owned at the run (with ``stored``)
+
+    def on_demand(self, row: int) -> bool:
+        """Whether the customer of ``row`` has no stored list and is scored when asked."""
+        return self.stored is not None and 0 <= row < self.stored.size and not self.stored[row]
 
 
 def _live_from_arrays(arrays: dict) -> LiveModel:
@@ -883,8 +911,14 @@ def _live_from_arrays(arrays: dict) -> LiveModel:
             raise ValueError("the metadata tower does not fit the items")
         tower = ContentTower.from_arrays(matrix, arrays["tower_idf"])
         calibration = Calibration.from_arrays(arrays)
+    stored = owned = None
+    if "stored" in arrays:
+        stored = np.asarray(arrays["stored"], bool)
+        owned = _from_csr(arrays, "owned", (n_u, n_i))
+        if stored.shape != (n_u,) or owned is None:
+            raise ValueError("the stored-customers mask or the owned items do not fit the id maps")
     return LiveModel(users, items, allowed, uv, ub, iv, ib, parts, dict(meta.get("source_scales") or {}),
-                     str(meta.get("new_items", "model")), new_rows, tower, calibration)  # fmt: skip
+                     str(meta.get("new_items", "model")), new_rows, tower, calibration, stored, owned)  # fmt: skip
 
 
 class _LiveModels:
@@ -978,6 +1012,11 @@ def rescore_user(user_id) -> int:
     if model is None:  # the artifact no longer loads: keep serving the stored list
         cache.user_changed(user_id)
         return 0
+    if model.on_demand(int(model.users.index([user_id])[0])):
+        # Scored when they ask (ACTIVE_DAYS), what they bought left out by the read query:
+        # their cached list is dropped, and no stored list is written.
+        cache.user_changed(user_id)
+        return 0
     items = model.items
     owned, history, weights = [], [], []
     for source in sources.sources():
@@ -1028,3 +1067,39 @@ def rescore_user(user_id) -> int:
         )
     transaction.on_commit(lambda: cache.user_changed(user_id))
     return written
+
+
+# -- customers without a stored list (ACTIVE_DAYS) ---------------------------------------------
+def on_demand_picks(run_id: int, artifact: str, record: dict, user_id) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(item keys, scores)``, best first, of a customer the live run knows but stored no list
+    for (``ACTIVE_DAYS``), from the run's model held in this process; None for anyone else.
+
+    What they owned at the run is left out here; what they bought since, by the read query.
+    Costs no query: the model is loaded once per run and process (``_live_model``).
+    """
+    if not artifact:
+        return None
+    model = _live_model(_ArtifactRef(run_id, artifact, record))
+    if model is None or model.stored is None:
+        return None
+    row = int(model.users.index([user_id])[0])
+    if not model.on_demand(row):
+        return None
+    exclude = model.owned[row]
+    profiles = model.tower.profiles(exclude) if model.tower is not None else None
+    ((_, item_rows, scores),) = serving.personal_lists(
+        model.user_vectors[row : row + 1], model.user_biases[row : row + 1], model.item_vectors, model.item_biases,
+        k=app_settings.LIST_SIZE, allowed=model.allowed, new_rows=model.new_rows, how=model.how, exclude=exclude,
+        tower=model.tower, profiles=profiles, calibration=model.calibration, threads=1,
+    )  # fmt: skip
+    valid = item_rows[0] >= 0
+    return model.items.key(item_rows[0][valid]), scores[0][valid]
+
+
+@dataclass
+class _ArtifactRef:
+    """What ``_live_model`` reads of a run: enough to load its artifact without the run's row."""
+
+    pk: int
+    artifact: str
+    artifact_record: dict

@@ -131,6 +131,7 @@ def test_ready_survives_a_misspelled_model(settings):
         ({"SHARD_SIZE": 0}, "recommendations.E016", "RECOMMENDATIONS['SHARD_SIZE']"),
         ({"SHARD_ATTEMPTS": "3"}, "recommendations.E016", "RECOMMENDATIONS['SHARD_ATTEMPTS']"),
         ({"SHARD_THREADS": 0}, "recommendations.E016", "RECOMMENDATIONS['SHARD_THREADS']"),
+        ({"ACTIVE_DAYS": "90"}, "recommendations.E016", "RECOMMENDATIONS['ACTIVE_DAYS']"),
     ],
 )
 def test_bad_settings_are_caught_before_training(settings, change, expected_id, named):

@@ -338,6 +338,26 @@ def _select_chunks(left_of, rows_all, right, k, exclude: sp.csr_matrix | None, c
             yield rows, cols, values
 
 
+# A customer or a few (a rescore, a list scored on demand): one product over the items as
+# they are, without copying them into tiles; a millisecond or less for 50,000 books.
+FEW_USERS = 8
+
+
+def _score_few(user_vectors, user_biases, item_vectors, item_biases, k, allowed, exclude, rows):
+    scores = user_vectors[rows] @ item_vectors.T + item_biases[None, :]
+    if allowed is not None:
+        scores[:, ~np.asarray(allowed, bool)] = -np.inf
+    if exclude is not None:
+        block = exclude[rows]
+        scores[np.repeat(np.arange(rows.size), np.diff(block.indptr)), block.indices] = -np.inf
+    n_allowed = item_vectors.shape[0] if allowed is None else int(np.count_nonzero(allowed))
+    if n_allowed == 0:
+        return
+    cols, values = top_k_numpy(scores.astype(np.float32, copy=False), min(k, n_allowed))
+    item_rows = np.where(np.isfinite(values), cols, -1)
+    yield rows, item_rows, values + user_biases[rows, None]
+
+
 def score_users(
     user_vectors: np.ndarray,
     user_biases: np.ndarray,
@@ -359,12 +379,15 @@ def score_users(
     usable CPUs) share each chunk's tiles.
     """
     n_items = item_vectors.shape[0]
+    rows_all = np.arange(user_vectors.shape[0]) if users is None else np.asarray(users, dtype=np.int64)
+    if rows_all.size <= FEW_USERS:
+        yield from _score_few(user_vectors, user_biases, item_vectors, item_biases, k, allowed, exclude, rows_all)
+        return
     cand = Candidates.from_mask(np.ones(n_items, bool) if allowed is None else allowed)
     if cand.items.size == 0:
         return
     # The item bias rides along as one more column of the product: one BLAS call per tile.
     right = np.hstack([item_vectors[cand.items], item_biases[cand.items, None]]).astype(np.float32).T
-    rows_all = np.arange(user_vectors.shape[0]) if users is None else np.asarray(users, dtype=np.int64)
 
     def left_of(rows):
         left = np.ones((rows.size, right.shape[0]), dtype=np.float32)

@@ -144,3 +144,23 @@ def test_compiled_kernels_load_from_numba_cache_in_a_new_process():
     second = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
     assert "data loaded" in second.stdout + second.stderr
     assert "data saved" not in second.stdout + second.stderr
+
+
+def test_a_few_customers_get_the_lists_the_tiled_path_gives():
+    """A rescore or a list scored on demand takes the short path (one product, no tiles)."""
+    rng = np.random.default_rng(3)
+    users, items = rng.standard_normal((40, 16)).astype(np.float32), rng.standard_normal((300, 16)).astype(np.float32)
+    user_bias, item_bias = rng.standard_normal(40).astype(np.float32), rng.standard_normal(300).astype(np.float32)
+    allowed = rng.random(300) > 0.2
+    exclude = sp.random(40, 300, density=0.05, format="csr", random_state=3, dtype=np.float32)
+    tiled = {}
+    for rows, item_rows, scores in score_users(users, user_bias, items, item_bias, k=10, allowed=allowed, exclude=exclude):
+        tiled.update({int(r): (list(i), s) for r, i, s in zip(rows, item_rows, scores, strict=True)})
+    few = np.array([3, 17, 29])
+    ((rows, item_rows, scores),) = score_users(users, user_bias, items, item_bias, k=10, allowed=allowed, exclude=exclude,
+                                               users=few)  # fmt: skip
+    assert rows.tolist() == few.tolist()
+    for r, i, s in zip(rows, item_rows, scores, strict=True):
+        assert list(i) == tiled[int(r)][0]
+        np.testing.assert_allclose(s, tiled[int(r)][1], rtol=1e-5, atol=1e-5)
+        assert allowed[i].all() and not set(exclude[r].indices) & set(i)

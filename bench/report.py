@@ -1,7 +1,8 @@
 """Figures of a benchmark run: the keys of ``latest.json``, the printed table, ``BENCHMARKS.md``.
 
 Used by ``bench/run.py``.  ``python bench/report.py [bench/out/latest.json]`` prints the table of a
-finished run again and rewrites ``docs/BENCHMARKS.md`` from it (no measuring).
+finished run again and rewrites ``docs/BENCHMARKS.md`` from it (no measuring); given
+``bench/out/xlarge.json``, ``docs/BENCHMARKS-XLARGE.md``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ TARGETS = {
     "store_over_copy": (">=", 0.5, "rows/s of the storing stage ÷ rows/s of COPY of the same rows into a scratch table"),
     "page_with_boxes_over_without": ("<=", 1.15, "time per request of the book page with the boxes ÷ without them"),
     "queries_per_box": ("<=", (1, 0), "SQL queries of a box: uncached / cached"),
+}
+WORKFLOW_TARGETS = {
+    "shards_two_over_one": ("<=", 0.65, "wall seconds of the scoring shards on two scoring workers ÷ on one"),
+    "shards_store_over_copy": (">=", 0.5, "rows/s of the shards' store (summed over shards) ÷ rows/s of COPY of the same rows"),
 }
 
 
@@ -333,6 +338,8 @@ def table(res: dict) -> str:
         *findings(res),
         "",
     ]
+    for key, v in (res.get("workflow_summary") or {}).get("targets", {}).items():
+        lines.append(f"  {key:<28} {v['measured']:>8}  (target {v['target']})  {'ok' if v['pass'] else 'MISS'}")
     return "\n".join(lines)
 
 
@@ -522,17 +529,162 @@ def markdown(res: dict) -> str:
           f"{x['stage_seconds'].get('fit', 0):.2f} | {x['stage_seconds'].get('store', 0):.2f} | {_fmt_mb(x['peak_rss_mb'])} | "
           f"{_fmt_mb(x['peak_growth_mb'])} | {x['seconds_per_100k_interactions']:.2f} | {x['growth_mb_per_100k_interactions']:.1f} |")  # fmt: skip
     w("")
+    if res.get("workflow_summary"):
+        w("## 6. The retrain on Celery workers: one scoring worker against two")
+        w("")
+        _workflow_lines(res, w)
     w("## How to run")
     w("")
     w("```sh")
     w("make bench                      # SIZE=medium: 10,000 customers, 2,000 books, 200,000 interactions")
     w("make bench SIZE=large           # the big seed_demo preset: 100,000 / 20,000 / 2,000,000")
+    w("make bench SIZE=xlarge          # 1,000,000 / 50,000 / 20,000,000: the workflow only (BENCHMARKS-XLARGE.md)")
     w("DATABASE_URL=postgres://postgres@127.0.0.1:5432/bookstore make bench   # uses bookstore_bench")
     w(".venv/bin/python bench/run.py --size small --no-docs   # a quick check (2,500 / 500 / 50,000)")
     w("```")
     w("")
     w("`bench/out/latest.json` holds every figure of the last run (not committed). Without `DATABASE_URL` the run "
       "uses a temporary SQLite file, where the storing baseline is `executemany` (SQLite has no `COPY`).")
+    w("")
+    return "\n".join(out)
+
+
+# -- the workflow on real workers (both protocols) -------------------------------------------------
+def _verdicts(keys: dict, targets: dict) -> dict:
+    out = {}
+    for key, (op, target, what) in targets.items():
+        value = keys.get(key)
+        ok = value is not None and (value <= target if op == "<=" else value >= target)
+        out[key] = {"measured": "n/a" if value is None else f"{value:.3f}", "target": f"{'≤' if op == '<=' else '≥'} {target}",
+                    "pass": bool(ok), "what": what}  # fmt: skip
+    return out
+
+
+def workflow_summary(wf: dict, store: dict) -> dict:
+    """Ratios of the workflow run: two scoring workers against one, the shards' store against COPY."""
+    one, two = wf["one"], wf["two"]
+    copy_rps = (store.get("rows_per_second") or {}).get("plain")
+    keys = {
+        "shards_two_over_one": round(two["wall_seconds"] / one["wall_seconds"], 4),
+        "shards_store_over_copy": round(one["store_rows_per_second"] / copy_rps, 4) if copy_rps else None,
+        "shards_store_over_copy_two_workers": round(two["store_rows_per_second"] / copy_rps, 4) if copy_rps else None,
+    }
+    return {**keys, "targets": _verdicts(keys, WORKFLOW_TARGETS), "copy_rows_per_second": copy_rps}
+
+
+def summarise_scale_out(res: dict) -> dict:
+    summary = workflow_summary(res["workflow"], res["store"])
+    retrain = res["active_days"]["retrain"]
+    counts = retrain["counts"]
+    everyone = res["workflow"]["one"]
+    summary["active"] = {
+        "days": res["active_days"]["days"],
+        "window_days": res["active_days"]["window_days"],
+        "customers": counts.get("users"),
+        "customers_stored": counts.get("customers_stored"),
+        "customers_on_demand": counts.get("customers_on_demand"),
+        "rows_stored": counts.get("recommendations"),
+        "rows_stored_everyone": everyone["rows"],
+        "customers_stored_everyone": everyone["customers"],
+        "seconds": retrain["seconds"],
+        "stage_seconds": retrain["stage_seconds"],
+    }
+    return {"workflow_summary": summary}
+
+
+def _workflow_lines(res: dict, w) -> None:
+    wf, summ = res["workflow"], res["workflow_summary"]
+    tr, one, two = wf["training"], wf["one"], wf["two"]
+    st = tr["stage_seconds"]
+    w(f"The admin's path: `services.request_retrain` queues the retrain on a `training` worker (one process, "
+      f"{wf['training_threads']} LightFM threads); it extracts, builds, trains, writes the lists shared by everyone and "
+      f"sends {one['shards']} scoring shards of up to {wf['shard_size']:,} customers ({wf['shard_threads']} core each) "
+      "and a publishing callback as a Celery chord. Every worker is a real `celery worker` process (prefork, one pool "
+      "process) on private queue names. The two-worker row scores the same model and shard inputs again, saved as a "
+      "second run, so that only the number of workers differs.")
+    w("")
+    w("| | seconds |")
+    w("|---|---:|")
+    w(f"| request → shards sent (training worker) | {tr['request_to_shards_seconds']:.1f} |")
+    for name in ("extract", "build", "fit", "score", "artifact", "store"):
+        if name in st:
+            label = {"score": "similar books and popular lists", "store": "their rows",
+                     "artifact": "the model and the shards' inputs"}.get(name, name)  # fmt: skip
+            w(f"| — {name} ({label}) | {st[name]:.1f} |" if label != name else f"| — {name} | {st[name]:.1f} |")
+    w(f"| whole retrain, request → live, one scoring worker | {one['whole_seconds']:.1f} |")
+    w("")
+    w("| scoring shards | one worker | two workers |")
+    w("|---|---:|---:|")
+    w(f"| wall seconds, first shard's start → last shard's end | {one['wall_seconds']:.2f} | {two['wall_seconds']:.2f} |")
+    for name in ("load", "score", "store"):
+        w(f"| {name}, summed over shards (s) | {one['summed_seconds'][name]:.2f} | {two['summed_seconds'][name]:.2f} |")
+    w(f"| last shard → live (publish: indexes, switch) (s) | {one['publish_seconds']:.2f} | {two['publish_seconds']:.2f} |")
+    w(f"| rows written | {one['rows']:,} | {two['rows']:,} |")
+    w(f"| store rows/s (per worker) | {one['store_rows_per_second']:,.0f} | {two['store_rows_per_second']:,.0f} |")
+    w(f"| shard deliveries | {one['attempts']} | {two['attempts']} |")
+    peaks_one = [p["pool_peak_rss_mb"] for p in one["processes"]]
+    peaks_two = [p["pool_peak_rss_mb"] for p in two["processes"]]
+    w(f"| peak memory of each scoring process (MB) | {', '.join(_fmt_mb(x) for x in peaks_one)} | "
+      f"{', '.join(_fmt_mb(x) for x in peaks_two)} |")
+    w("")
+    w(f"Peak memory of the training process: {_fmt_mb(tr['pool_peak_rss_mb'])} MB. COPY of the same rows into a "
+      f"scratch table: {summ['copy_rows_per_second']:,.0f} rows/s." if summ["copy_rows_per_second"] else "")
+    w("")
+    w("| target | measured | wanted | what | |")
+    w("|---|---:|---:|---|---|")
+    for key, v in summ["targets"].items():
+        w(f"| `{key}` | {v['measured']} | {v['target']} | {v['what']} | {'pass' if v['pass'] else '**miss**'} |")
+    w("")
+
+
+def scale_out_table(res: dict) -> str:
+    summ = res["workflow_summary"]
+    lines = ["", _size_line(res)]
+    for key, v in summ["targets"].items():
+        lines.append(f"  {key:<28} {v['measured']:>8}  (target {v['target']})  {'ok' if v['pass'] else 'MISS'}")
+    a = summ["active"]
+    lines.append(f"  rows stored: {a['rows_stored_everyone']:,} for everyone; {a['rows_stored']:,} with ACTIVE_DAYS={a['days']} "
+                 f"({a['customers_stored']:,} of {a['customers']:,} customers stored)")
+    return "\n".join(lines)
+
+
+def scale_out_markdown(res: dict) -> str:
+    m, a = res["machine"], res["workflow_summary"]["active"]
+    out: list[str] = []
+    w = out.append
+    w(f"# Benchmarks at {res['size']}: the retrain on Celery workers")
+    w("")
+    w(f"Generated by `{res['command']}` (`make bench SIZE={res['size']}`) on {res['started']}; rerun it rather than "
+      "editing this page. What the figures mean for larger shops: [SCALING.md](SCALING.md). The full protocol at the "
+      "smaller sizes: [BENCHMARKS.md](BENCHMARKS.md).")
+    w("")
+    w(f"- Store: {_size_line(res)}, seeded in {res['seed_seconds']:.0f} s.")
+    w(f"- Machine: {m.get('cpu', '?')}, {m.get('cores_usable', m.get('cores'))} usable cores, {m.get('ram_gb', '?')} GB; "
+      f"{res['database']['server']}; load average before {res['load_average_before'][0]:.2f}, after "
+      f"{res['load_average_after'][0]:.2f}; {res['seconds_total'] / 60:.0f} minutes in all.")
+    w("")
+    w("## The retrain, one scoring worker against two")
+    w("")
+    _workflow_lines(res, w)
+    w("## Rows stored with and without ACTIVE_DAYS")
+    w("")
+    w(f"`ACTIVE_DAYS={a['days']}` keeps stored lists for the customers with an interaction in the last "
+      f"{a['window_days']} days of the data (the store's data ends on {res['sizes']['until']}); the others the run knows "
+      "are scored on demand at their first visit. Measured with a retrain of one epoch (the rows stored do not depend "
+      f"on the epochs), {a['seconds']:.0f} s.")
+    w("")
+    w("| | customers with stored lists | rows stored | customers scored on demand |")
+    w("|---|---:|---:|---:|")
+    w(f"| everyone (default) | {a['customers_stored_everyone']:,} | {a['rows_stored_everyone']:,} | 0 |")
+    w(f"| `ACTIVE_DAYS={a['days']}` | {a['customers_stored']:,} | {a['rows_stored']:,} | {a['customers_on_demand']:,} |")
+    w("")
+    w("## How to run")
+    w("")
+    w("```sh")
+    w("DATABASE_URL=postgres://postgres@127.0.0.1:5432/bookstore REDIS_URL=redis://127.0.0.1:6379/0 make bench SIZE=xlarge")
+    w("```")
+    w("")
+    w(f"`bench/out/{res['size']}.json` holds every figure of the last run (not committed).")
     w("")
     return "\n".join(out)
 
@@ -544,9 +696,16 @@ def main() -> None:
     root = Path(__file__).resolve().parent.parent
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "bench" / "out" / "latest.json"
     res = json.loads(path.read_text())
+    if "raw" not in res:  # the scale-out protocol (xlarge)
+        res.update(summarise_scale_out(res))
+        print(scale_out_table(res))
+        (root / "docs" / f"BENCHMARKS-{res['size'].upper()}.md").write_text(scale_out_markdown(res))
+        return
     raw = res["raw"]
     res.update(summarise(raw["retrains"], raw["fits"], raw["evaluated"], raw["score"], raw["store"], raw["queries"],
                          raw["page"], raw["scale"]))  # fmt: skip
+    if res.get("workflow"):
+        res["workflow_summary"] = workflow_summary(res["workflow"], raw["store"])
     print(table(res))
     (root / "docs" / "BENCHMARKS.md").write_text(markdown(res))
 

@@ -40,7 +40,13 @@ SIZES = {  # customers, books, interactions (seed_demo); large is the big preset
     "small": (2_500, 500, 50_000),
     "medium": (10_000, 2_000, 200_000),
     "large": (100_000, 20_000, 2_000_000),
+    "xlarge": (1_000_000, 50_000, 20_000_000),
 }
+# xlarge measures what scales out (the workflow on real workers, the rows with and without
+# ACTIVE_DAYS, the store against COPY) once; the full protocol's repeated whole retrains and
+# bare fits would take hours there.
+PROTOCOLS = {"small": "full", "medium": "full", "large": "full", "xlarge": "scale-out"}
+ACTIVE_WINDOW = 30  # days before the data's end (UNTIL) that count as "active" in the bench
 SCALE = (0.25, 0.5, 1.0)
 SEED, UNTIL = 42, "2026-06-30"  # the same store at every run
 
@@ -140,6 +146,12 @@ class Runner:
     def manage(self, *args: str) -> float:
         return self._run([sys.executable, "manage.py", *args], f"manage.py {args[0]}")
 
+    def workflow(self, env: dict, training_threads: int) -> dict:
+        result = self.tmp / f"workflow-{uuid.uuid4().hex[:8]}.json"
+        cmd = [sys.executable, str(BENCH / "workflow.py"), "--result", str(result), "--training-threads", str(training_threads)]
+        self._run(cmd, "the workflow benchmark", env)
+        return json.loads(result.read_text())
+
     def measure(self, task: str, *args: str, env: dict | None = None) -> dict:
         result = self.tmp / f"{task}-{uuid.uuid4().hex[:8]}.json"
         self._run([sys.executable, str(BENCH / "measure.py"), task, "--result", str(result), *args], f"measure {task}", env)
@@ -155,6 +167,19 @@ def seed(runner: Runner, db: ScratchDatabase, users: int, books: int, interactio
     )  # fmt: skip
 
 
+def clean_up(args, db: ScratchDatabase, redis_url: str, prefix: str) -> None:
+    if redis_url:
+        report.delete_redis_prefix(redis_url, prefix)
+    if args.keep_db:
+        log(f"kept the scratch database: {db.url}")
+        return
+    try:
+        db.drop()
+        log(f"dropped the scratch database ({db.description})")
+    except Exception as exc:  # never hide the real error behind a cleanup error
+        log(f"could not drop the scratch database: {exc}")
+
+
 # -- the run ------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -165,9 +190,17 @@ def main() -> None:
     parser.add_argument("--predict-sample", type=int, default=200, help="customers scored with model.predict")
     parser.add_argument("--keep-db", action="store_true", help="keep the scratch database at the end")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/BENCHMARKS.md")
-    parser.add_argument("--out", type=Path, default=BENCH / "out" / "latest.json")
-    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--protocol", choices=("full", "scale-out"), default=None,
+                        help="full: every measurement (default up to large); scale-out: the workflow, ACTIVE_DAYS "
+                        "and the store only (default at xlarge)")  # fmt: skip
+    parser.add_argument("--training-threads", type=int, default=2, help="LightFM threads of the workflow's training worker")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--docs", type=Path, default=None)
     args = parser.parse_args()
+    args.protocol = args.protocol or PROTOCOLS[args.size]
+    suffix = "" if args.protocol == "full" else f"-{args.size}"
+    args.out = args.out or BENCH / "out" / ("latest.json" if not suffix else f"{args.size}.json")
+    args.docs = args.docs or ROOT / "docs" / f"BENCHMARKS{suffix.upper()}.md"
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     source_url = os.environ.get("DATABASE_URL") or None
@@ -191,6 +224,12 @@ def main() -> None:
         PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     )
     runner = Runner(env, tmp)
+    # The workflow's workers need the broker: the private queue names keep them apart from
+    # anyone else's workers on the same Redis, the cache prefix from their keys.
+    workflow_env = dict(env, REDIS_URL=redis_url, BENCH_TMP=str(tmp)) if redis_url and db.vendor == "postgresql" else None
+    if args.protocol == "scale-out" and workflow_env is None:
+        raise SystemExit("the scale-out protocol needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL): "
+                         "it runs the retrain on real Celery workers")  # fmt: skip
     users, books, interactions = SIZES[args.size]
     started_at = dt.datetime.now(dt.UTC)
     log(f"size {args.size}: {users} customers, {books} books, {interactions} interactions")
@@ -205,6 +244,9 @@ def main() -> None:
         "machine": report.machine_info(),
         "load_average_before": list(os.getloadavg()),
     }
+    if args.protocol == "scale-out":
+        scale_out(args, runner, db, env, workflow_env, result, tmp, started_at, redis_url, prefix)
+        return
     try:
         # 5. scale: a quarter and a half first, each on a fresh database; "all" is the main run.
         scale = []
@@ -253,29 +295,59 @@ def main() -> None:
             requests=args.requests, concurrency=args.concurrency, workers=args.concurrency, log=log,
         )  # fmt: skip
         page_result["cache"] = "redis" if redis_url else "locmem"
+        if workflow_env is not None:
+            log("the retrain on Celery workers: one scoring worker, then two")
+            result["workflow"] = runner.workflow(workflow_env, args.training_threads)
     finally:
-        if redis_url:
-            report.delete_redis_prefix(redis_url, prefix)
-        if not args.keep_db:
-            try:
-                db.drop()
-                log(f"dropped the scratch database ({db.description})")
-            except Exception as exc:  # never hide the real error behind a cleanup error
-                log(f"could not drop the scratch database: {exc}")
-        else:
-            log(f"kept the scratch database: {db.url}")
+        clean_up(args, db, redis_url, prefix)
 
     result["load_average_after"] = list(os.getloadavg())
     result["seconds_total"] = round((dt.datetime.now(dt.UTC) - started_at).total_seconds(), 1)
     result["raw"] = {"retrains": retrains, "fits": fits, "evaluated": evaluated, "score": score, "store": store,
                      "queries": queries, "page": page_result, "scale": scale}  # fmt: skip
     result.update(report.summarise(retrains, fits, evaluated, score, store, queries, page_result, scale))
+    if result.get("workflow"):
+        result["workflow_summary"] = report.workflow_summary(result["workflow"], store)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(report.table(result))
     log(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     if not args.no_docs:
         args.docs.write_text(report.markdown(result))
+        log(f"wrote {args.docs.relative_to(ROOT) if args.docs.is_relative_to(ROOT) else args.docs}")
+    if not args.keep_db:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def scale_out(args, runner: Runner, db: ScratchDatabase, env: dict, workflow_env: dict, result: dict, tmp: Path,
+              started_at: dt.datetime, redis_url: str, prefix: str) -> None:  # fmt: skip
+    """The retrain on real workers (one scoring worker, then two), the store against COPY, and
+    the rows stored with and without ACTIVE_DAYS, at one size."""
+    users, books, interactions = SIZES[args.size]
+    active_days = (dt.date.today() - dt.date.fromisoformat(UNTIL)).days + ACTIVE_WINDOW
+    try:
+        log(f"seeding {users} customers, {books} books, {interactions} interactions")
+        result["seed_seconds"] = round(seed(runner, db, users, books, interactions), 2)
+        log(f"the retrain on Celery workers ({args.training_threads} LightFM threads): one scoring worker, then two")
+        workflow = runner.workflow(workflow_env, args.training_threads)
+        result["workflow"] = workflow
+        log("storing vs. COPY of the same rows")
+        result["store"] = runner.measure("store", "--run", str(workflow["one"]["run_id"]), "--repeat", "2")
+        log(f"rows stored with ACTIVE_DAYS={active_days} (the last {ACTIVE_WINDOW} days of the data): a retrain of one epoch")
+        result["active_days"] = {
+            "days": active_days, "window_days": ACTIVE_WINDOW,
+            "retrain": runner.measure("retrain", env=dict(env, BENCH_ACTIVE_DAYS=str(active_days), BENCH_EPOCHS="1")),
+        }  # fmt: skip
+    finally:
+        clean_up(args, db, redis_url, prefix)
+    result["load_average_after"] = list(os.getloadavg())
+    result["seconds_total"] = round((dt.datetime.now(dt.UTC) - started_at).total_seconds(), 1)
+    result.update(report.summarise_scale_out(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(report.scale_out_table(result))
+    if not args.no_docs:
+        args.docs.write_text(report.scale_out_markdown(result))
         log(f"wrote {args.docs.relative_to(ROOT) if args.docs.is_relative_to(ROOT) else args.docs}")
     if not args.keep_db:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -26,3 +26,13 @@ if os.environ.get("BENCH_CACHE_PREFIX"):
 TEMPLATES = copy.deepcopy(_TEMPLATES)
 if os.environ.get("BENCH_TEMPLATE_DIR"):
     TEMPLATES[0]["DIRS"] = [os.environ["BENCH_TEMPLATE_DIR"], *TEMPLATES[0]["DIRS"]]
+
+# ``BENCH_EPOCHS``, ``BENCH_ACTIVE_DAYS``, ``BENCH_SHARD_SIZE``: one measurement's own settings
+# (a retrain that counts the rows ACTIVE_DAYS stores needs no full fit; the shard size at xlarge).
+RECOMMENDATIONS = copy.deepcopy(RECOMMENDATIONS)  # noqa: F405
+if os.environ.get("BENCH_EPOCHS"):
+    RECOMMENDATIONS["LIGHTFM"]["epochs"] = int(os.environ["BENCH_EPOCHS"])
+if os.environ.get("BENCH_ACTIVE_DAYS"):
+    RECOMMENDATIONS["ACTIVE_DAYS"] = float(os.environ["BENCH_ACTIVE_DAYS"])
+if os.environ.get("BENCH_SHARD_SIZE"):
+    RECOMMENDATIONS["SHARD_SIZE"] = int(os.environ["BENCH_SHARD_SIZE"])

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -535,6 +535,16 @@ def _score_shard(run: TrainingRun, number: int, threads: int | None) -> None:
         _score_claimed(shard, threads)
 
 
+def _cores(threads: int | None):
+    """BLAS held to ``threads`` (the tower's products too) while a shard is scored: a scoring
+    worker uses the cores it was given, however many workers share the machine."""
+    if not threads:
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
 def _score_claimed(shard: ScoringShard, threads: int | None) -> int | None:
     from django.contrib.auth import get_user_model
 
@@ -557,14 +567,15 @@ def _score_claimed(shard: ScoringShard, threads: int | None) -> int | None:
     k = app_settings.LIST_SIZE
     item_rows = np.full((rows.size, k), -1, dtype=np.int64)
     scores = np.zeros((rows.size, k), dtype=np.float32)
-    for part, items, values in serving.personal_lists(
-        model.user_vectors[rows], model.user_biases[rows], model.item_vectors, model.item_biases,
-        k=k, allowed=model.allowed, new_rows=model.new_rows, how=model.how, exclude=exclude,
-        tower=model.tower, profiles=profiles, calibration=model.calibration,
-        batch=app_settings.SCORE_BATCH, threads=threads,
-    ):  # fmt: skip
-        item_rows[part, : items.shape[1]] = items
-        scores[part, : values.shape[1]] = values
+    with _cores(threads):
+        for part, items, values in serving.personal_lists(
+            model.user_vectors[rows], model.user_biases[rows], model.item_vectors, model.item_biases,
+            k=k, allowed=model.allowed, new_rows=model.new_rows, how=model.how, exclude=exclude,
+            tower=model.tower, profiles=profiles, calibration=model.calibration,
+            batch=app_settings.SCORE_BATCH, threads=threads,
+        ):  # fmt: skip
+            item_rows[part, : items.shape[1]] = items
+            scores[part, : values.shape[1]] = values
     seconds["score"] = time.perf_counter() - started
 
     started = time.perf_counter()

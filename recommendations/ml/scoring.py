@@ -224,12 +224,17 @@ class _Selector:
 @contextmanager
 def _workers(threads: int):
     """A thread pool (or None for one thread) with BLAS held to one thread meanwhile: each
-    worker runs its own products, and two thread pools on the same cores slow each other."""
-    if threads <= 1:
-        yield None
-        return
+    worker runs its own products, and two thread pools on the same cores slow each other.
+
+    One thread means one core, BLAS included: left alone, BLAS would start a thread per core
+    in each process, and two scoring workers on two cores then ran about six times slower
+    than one (four spinning BLAS threads on two cores)."""
     from threadpoolctl import threadpool_limits
 
+    if threads <= 1:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield None
+        return
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads, "recommendations-score") as pool:
         yield pool
 

@@ -164,3 +164,27 @@ def test_a_few_customers_get_the_lists_the_tiled_path_gives():
         assert list(i) == tiled[int(r)][0]
         np.testing.assert_allclose(s, tiled[int(r)][1], rtol=1e-5, atol=1e-5)
         assert allowed[i].all() and not set(exclude[r].indices) & set(i)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_scoring_holds_blas_to_the_threads_it_was_given(threads, monkeypatch):
+    """Two scoring workers on two cores ran six times slower than one when BLAS started a
+    thread per core in each: with ``threads`` given, every product runs on one BLAS thread."""
+    from threadpoolctl import threadpool_info
+
+    from recommendations.ml import scoring
+
+    seen = []
+    real_matmul = np.matmul
+
+    def watching(a, b, *args, **kwargs):
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+        return real_matmul(a, b, *args, **kwargs)
+
+    rng = np.random.default_rng(0)
+    users, items = rng.normal(size=(300, 8)).astype(np.float32), rng.normal(size=(50, 8)).astype(np.float32)
+    monkeypatch.setattr(scoring.np, "matmul", watching)
+    list(score_users(users, np.zeros(300, np.float32), items, np.zeros(50, np.float32), k=5, threads=threads))
+    if not any(p["user_api"] == "blas" for p in threadpool_info()):
+        pytest.skip("numpy has no BLAS that threadpoolctl can see")
+    assert seen and set(seen) == {1}

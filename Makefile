@@ -35,8 +35,9 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# SIZE=xlarge needs DATABASE_URL (PostgreSQL) and REDIS_URL; EPOCHS=N cuts its fit (the shards do not depend on it).
 bench: $(VENV)/.installed
-	$(PY) bench/run.py --size $(SIZE)
+	$(PY) bench/run.py --size $(SIZE) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 # Real book ratings (../shared/data/goodbooks), warm and cold, scored by the shared score.py.
 QUALITY_DATA ?= ../shared/data/goodbooks

@@ -193,6 +193,9 @@ def main() -> None:
     parser.add_argument("--protocol", choices=("full", "scale-out"), default=None,
                         help="full: every measurement (default up to large); scale-out: the workflow, ACTIVE_DAYS "
                         "and the store only (default at xlarge)")  # fmt: skip
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="scale-out: LightFM epochs of the workflow's fit (default: the settings'); the shards, "
+                        "the store and the rows do not depend on them")  # fmt: skip
     parser.add_argument("--training-threads", type=int, default=2, help="LightFM threads of the workflow's training worker")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--docs", type=Path, default=None)
@@ -329,6 +332,9 @@ def scale_out(args, runner: Runner, db: ScratchDatabase, env: dict, workflow_env
         log(f"seeding {users} customers, {books} books, {interactions} interactions")
         result["seed_seconds"] = round(seed(runner, db, users, books, interactions), 2)
         log(f"the retrain on Celery workers ({args.training_threads} LightFM threads): one scoring worker, then two")
+        if args.epochs:
+            workflow_env = dict(workflow_env, BENCH_EPOCHS=str(args.epochs))
+            result["epochs"] = args.epochs
         workflow = runner.workflow(workflow_env, args.training_threads)
         result["workflow"] = workflow
         log("storing vs. COPY of the same rows")

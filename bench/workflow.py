@@ -132,7 +132,7 @@ def shard_figures(run) -> dict:
     """The shards of a published run: wall seconds from the first start to the last end, and
     the load, score and store seconds summed over shards."""
     shards = list(run.shards.order_by("number"))
-    summed = {name: round(sum(float(s.seconds.get(name, 0.0)) for s in shards), 3) for name in ("load", "score", "store")}
+    summed = {name: round(sum(float(s.seconds.get(name, 0.0)) for s in shards), 3) for name in ("load", "score", "check", "store")}
     wall = (max(s.finished for s in shards) - min(s.started for s in shards)).total_seconds()
     rows = sum(s.rows for s in shards)
     return {

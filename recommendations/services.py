@@ -545,6 +545,24 @@ def _cores(threads: int | None):
     return threadpool_limits(limits=threads, user_api="blas")
 
 
+_ITEMS_PRESENT: dict[str, tuple[float, np.ndarray]] = {}
+ITEMS_PRESENT_SECONDS = 30.0
+
+
+def _items_present(name: str, model: LiveModel) -> np.ndarray:
+    """Which of the run's books still exist, read again at most every ``ITEMS_PRESENT_SECONDS``
+    by this process: its next shards of the same run reuse the answer (the books are the
+    same for every shard, and tens of thousands of them cost a query each time)."""
+    now = time.monotonic()
+    cached = _ITEMS_PRESENT.get(name)
+    if cached is not None and now - cached[0] < ITEMS_PRESENT_SECONDS:
+        return cached[1]
+    present = storage.existing(sources.item_model(), model.items.keys)
+    _ITEMS_PRESENT.clear()  # one run at a time
+    _ITEMS_PRESENT[name] = (now, present)
+    return present
+
+
 def _score_claimed(shard: ScoringShard, threads: int | None) -> int | None:
     from django.contrib.auth import get_user_model
 
@@ -582,9 +600,10 @@ def _score_claimed(shard: ScoringShard, threads: int | None) -> int | None:
     user_keys = model.users.keys[rows]
     # Customers and books deleted since the extraction are left out.
     user_ok = storage.existing(get_user_model(), user_keys)
-    item_ok = storage.existing(sources.item_model(), model.items.keys)
+    item_ok = _items_present(run.artifact, model)
     valid = (item_rows >= 0) & item_ok[np.maximum(item_rows, 0)] & user_ok[:, None]
     item_keys = model.items.key(np.maximum(item_rows, 0))
+    seconds["check"] = time.perf_counter() - started
     with transaction.atomic():
         # The rows and the shard's "done" commit together: a worker lost before the commit
         # leaves nothing, and of two deliveries of one shard the second finds it done.

@@ -158,3 +158,39 @@ def test_shards_no_worker_takes_are_reported_by_the_stale_check(small, sent_to_w
     assert "-Q scoring" in run.error
     assert not Recommendation.objects.filter(run=run).exists(), "what the run wrote is discarded"
     assert not ScoringShard.objects.filter(run=run).exclude(artifact="").exists() and not run.artifact
+
+
+
+
+def test_which_books_exist_is_read_once_per_run_and_process_and_again_when_old(small, sent_to_workers, monkeypatch):
+    """A run's shards in one process share one reading of which books still exist (tens of
+    thousands of books cost a query per shard otherwise); once that reading is older than
+    ``ITEMS_PRESENT_SECONDS`` the next shard reads again and leaves out a book deleted
+    meanwhile."""
+    from bookstore.models import Book, OrderLine
+
+    planted_store(fans=12)
+    run = sent_to_workers()
+    answers = []
+    existing = storage.existing
+
+    def watched(model, keys):
+        mask = existing(model, keys)
+        if model is Book:
+            answers.append(dict(zip(keys.tolist(), mask.tolist(), strict=True)))
+        return mask
+
+    monkeypatch.setattr(storage, "existing", watched)
+    shards = run.counts["shards"]
+    assert shards >= 3
+    services.score_shard(run.pk, 0)
+    services.score_shard(run.pk, 1)
+    assert len(answers) == 1, "the second shard reused the first one's answer"
+    gone = Book.objects.exclude(pk__in=OrderLine.objects.values("book")).order_by("pk").first().pk
+    Book.objects.filter(pk=gone).delete()
+    monkeypatch.setattr(services, "ITEMS_PRESENT_SECONDS", 0.0)
+    for number in range(2, shards):
+        assert services.score_shard(run.pk, number) > 0
+    assert len(answers) == shards - 1
+    assert answers[0][gone] is True and all(answer[gone] is False for answer in answers[1:])
+    assert services.publish_run(run.pk) == "live"

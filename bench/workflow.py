@@ -120,7 +120,7 @@ def wait_for(run_id: int, done, what: str, timeout: float) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = TrainingRun.objects.get(pk=run_id)
-        if run.status not in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING) and run.status != TrainingRun.Status.SUCCEEDED:
+        if run.status not in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING, TrainingRun.Status.SUCCEEDED):
             raise SystemExit(f"run #{run_id} {run.status} while waiting for {what}: {run.error}")
         if done(run):
             return run

@@ -227,16 +227,16 @@ def _workers(threads: int):
     worker runs its own products, and two thread pools on the same cores slow each other.
 
     One thread means one core, BLAS included: left alone, BLAS would start a thread per core
-    in each process, and two scoring workers on two cores then ran about six times slower
-    than one (four spinning BLAS threads on two cores)."""
+    in each process, and with two scoring workers on two cores the shards' scoring took six
+    times as long as with one (four spinning BLAS threads on two cores)."""
     from threadpoolctl import threadpool_limits
 
-    if threads <= 1:
-        with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"):
+        if threads <= 1:
             yield None
-        return
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads, "recommendations-score") as pool:
-        yield pool
+        else:
+            with ThreadPoolExecutor(threads, "recommendations-score") as pool:
+                yield pool
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

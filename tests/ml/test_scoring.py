@@ -168,8 +168,8 @@ def test_a_few_customers_get_the_lists_the_tiled_path_gives():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_scoring_holds_blas_to_the_threads_it_was_given(threads, monkeypatch):
-    """Two scoring workers on two cores ran six times slower than one when BLAS started a
-    thread per core in each: with ``threads`` given, every product runs on one BLAS thread."""
+    """With two scoring workers on two cores the shards' scoring took six times as long as with
+    one when BLAS started a thread per core in each: with ``threads`` given, every product runs on one BLAS thread."""
     from threadpoolctl import threadpool_info
 
     from recommendations.ml import scoring

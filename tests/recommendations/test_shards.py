@@ -160,8 +160,6 @@ def test_shards_no_worker_takes_are_reported_by_the_stale_check(small, sent_to_w
     assert not ScoringShard.objects.filter(run=run).exclude(artifact="").exists() and not run.artifact
 
 
-
-
 def test_which_books_exist_is_read_once_per_run_and_process_and_again_when_old(small, sent_to_workers, monkeypatch):
     """A run's shards in one process share one reading of which books still exist (tens of
     thousands of books cost a query per shard otherwise); once that reading is older than
